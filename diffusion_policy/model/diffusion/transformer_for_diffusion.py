@@ -173,11 +173,23 @@ class TransformerForDiffusion(ModuleAttrMixin):
     # ----------------------------------------------------------------------------------- forward
     def embed_condition(self, timesteps: torch.Tensor, cond: Optional[torch.Tensor]) -> torch.Tensor:
         """(B,) timesteps, (B, To, cond_dim) obs -> memory (B, 1+To, E)."""
+        if self.obs_as_cond and self.n_cond_layers == 0:
+            # The MLP encoder is token-wise, so the time token and the obs tokens are encoded apart:
+            # within one sampling run only the time token changes (the BAC cache memoizes the rest).
+            return torch.cat([self.embed_time_token(timesteps), self.embed_obs_tokens(cond)], dim=1)
         tokens = self.time_emb(timesteps).unsqueeze(1)  # (B, 1, E)
         if self.obs_as_cond:
             tokens = torch.cat([tokens, self.cond_obs_emb(cond)], dim=1)
-        tc = tokens.shape[1]
-        return self.encoder(self.drop(tokens + self.cond_pos_emb[:, :tc]))
+        return self.encoder(self.drop(tokens + self.cond_pos_emb[:, : tokens.shape[1]]))
+
+    def embed_time_token(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """(B,) -> (B, 1, E): memory row 0 (token-wise encoder only)."""
+        return self.encoder(self.drop(self.time_emb(timesteps).unsqueeze(1) + self.cond_pos_emb[:, :1]))
+
+    def embed_obs_tokens(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, To, cond_dim) -> (B, To, E): memory rows 1..To (token-wise encoder only)."""
+        To = cond.shape[1]
+        return self.encoder(self.drop(self.cond_obs_emb(cond) + self.cond_pos_emb[:, 1 : 1 + To]))
 
     def forward(
         self,

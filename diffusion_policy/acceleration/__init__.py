@@ -1,0 +1,79 @@
+"""BAC acceleration: apply / remove block caching on a loaded Diffusion Policy.
+
+    from diffusion_policy.acceleration import CacheConfig, apply_cache, remove_cache
+    apply_cache(policy, CacheConfig(mode="optimal", optimal_steps_dir="assets/lift/optimal_steps/cosine",
+                                    num_caches=5, num_bu_blocks=3))
+    policy.predict_action(obs)   # blocks recompute only on their update steps
+    remove_cache(policy)         # back to the unmodified policy
+"""
+
+from __future__ import annotations
+
+from diffusion_policy.acceleration.config import CACHE_MODES, CacheConfig
+from diffusion_policy.acceleration.hooks import (
+    BlockCacheHook,
+    ConditionCacheHook,
+    HookRegistry,
+    decoder_blocks,
+    get_registry,
+    install_registry,
+    remove_registry,
+)
+
+__all__ = ["CACHE_MODES", "CacheConfig", "apply_cache", "remove_cache", "update_steps_for", "cache_report"]
+
+
+def update_steps_for(policy, config: CacheConfig) -> dict[str, list[int]]:
+    """Per-block update steps (block name -> sorted steps) that `config` gives this policy."""
+    blocks = decoder_blocks(policy.model)
+    num_steps = policy.num_inference_steps
+    if config.mode == "original":
+        return {name: list(range(num_steps)) for name in blocks}
+    if config.mode == "threshold":
+        return {name: list(range(0, num_steps, int(config.cache_threshold))) for name in blocks}
+    from diffusion_policy.activation_utils.schedule_files import load_schedule, resolve_update_steps
+
+    schedule = load_schedule(config.optimal_steps_dir, config.metric, int(config.num_caches))
+    schedule.check_compatible(list(blocks), num_steps, len(policy.model.decoder.layers))
+    return resolve_update_steps(schedule, int(config.num_bu_blocks), num_steps)
+
+
+def apply_cache(policy, config: CacheConfig) -> HookRegistry | None:
+    """Make `policy` reuse block outputs as `config` says; replaces any cache applied before.
+
+    'original' leaves the policy unmodified. Other modes hook every decoder block and, unless
+    `config.reuse_condition` is False, also the lossless condition cache.
+    """
+    remove_cache(policy)
+    if config.mode == "original":
+        return None
+    steps = update_steps_for(policy, config)
+    num_steps = policy.num_inference_steps
+    registry = install_registry(policy, config.describe())
+    for name, block in decoder_blocks(policy.model).items():
+        updates = set(steps[name])
+        update = [s in updates for s in range(num_steps)]
+        if not update[0]:
+            raise ValueError(f"{name}: the first denoising step must be an update step, got {sorted(updates)}")
+        hook = BlockCacheHook(block.forward, update, registry.state)
+        registry.override(block, "forward", lambda _original, hook=hook: hook.forward)
+        registry.state.run_resets.append(hook.reset)
+        registry.hooks[name] = hook
+    model = policy.model
+    if config.reuse_condition and model.obs_as_cond and model.n_cond_layers == 0:
+        registry.hooks["condition"] = ConditionCacheHook(registry, policy)
+    return registry
+
+
+def remove_cache(policy) -> None:
+    """Undo `apply_cache` (a no-op on a policy without a cache)."""
+    remove_registry(policy)
+
+
+def cache_report(policy) -> dict:
+    """What the applied cache did so far: mode parameters and block evaluations per block."""
+    registry = get_registry(policy)
+    if registry is None:
+        return {"mode": "original"}
+    computed = {name: hook.num_computed for name, hook in registry.hooks.items() if isinstance(hook, BlockCacheHook)}
+    return {**registry.description, "block_evaluations": computed}

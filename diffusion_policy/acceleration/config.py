@@ -1,0 +1,56 @@
+"""CacheConfig: how `apply_cache` accelerates a policy (the CLI flags map onto it one to one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+CACHE_MODES = ("original", "threshold", "optimal")
+
+
+@dataclass
+class CacheConfig:
+    """Block-caching settings.
+
+    mode:              'original' (no caching), 'threshold' (every block recomputes when
+                       step % cache_threshold == 0) or 'optimal' (per-block BAC schedules from files).
+    cache_threshold:   update period of 'threshold' mode.
+    optimal_steps_dir: directory written by get_optimal_cache_update_steps.py (the task dir,
+                       its optimal_steps/ or optimal_steps/<metric>/).
+    metric:            similarity metric the schedule was computed with.
+    num_caches:        update steps per block chosen by the Adaptive Caching Scheduler.
+    num_bu_blocks:     blocks refreshed by Bubbling Union (0 = ACS alone).
+    reuse_condition:   also compute once per sampling run what is exactly constant in it (obs
+                       condition tokens and their cross-attention keys/values, every step's time
+                       token). Lossless up to float rounding; off only for bit-exactness checks.
+    """
+
+    mode: str = "original"
+    cache_threshold: int = 5
+    optimal_steps_dir: Optional[str] = None
+    metric: str = "cosine"
+    num_caches: int = 5
+    num_bu_blocks: int = 0
+    reuse_condition: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in CACHE_MODES:
+            raise ValueError(f"unknown cache mode {self.mode!r}; choose one of {', '.join(CACHE_MODES)}")
+        if self.mode == "threshold" and int(self.cache_threshold) < 1:
+            raise ValueError(f"cache_threshold must be >= 1, got {self.cache_threshold}")
+        if self.mode == "optimal":
+            if not self.optimal_steps_dir:
+                raise ValueError("cache mode 'optimal' needs --optimal_steps_dir (e.g. assets/<task>/optimal_steps/cosine)")
+            if int(self.num_caches) < 1:
+                raise ValueError(f"num_caches must be >= 1, got {self.num_caches}")
+            if int(self.num_bu_blocks) < 0:
+                raise ValueError(f"num_bu_blocks must be >= 0, got {self.num_bu_blocks}")
+
+    def describe(self) -> dict:
+        """The parameters that matter for this mode (for result files and dataset metadata)."""
+        if self.mode == "threshold":
+            return {"mode": self.mode, "cache_threshold": self.cache_threshold}
+        if self.mode == "optimal":
+            return {"mode": self.mode, "metric": self.metric, "num_caches": self.num_caches,
+                    "num_bu_blocks": self.num_bu_blocks, "optimal_steps_dir": str(self.optimal_steps_dir)}
+        return {"mode": self.mode}

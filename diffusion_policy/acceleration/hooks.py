@@ -1,0 +1,188 @@
+"""Hooks that make a loaded policy reuse block outputs across denoising steps.
+
+In the manner of diffusers' cache hooks: nothing in the model's code changes. `apply_cache` swaps a
+few bound methods on named modules for hook methods (recorded in a registry on the policy so that
+`remove_cache` puts everything back), all hooks share one `SamplingState`, and that state is reset
+at the start of every sampling run (each `predict_action`).
+
+    policy.conditional_sample   -> reset the step counter and per-run caches
+    policy.model.forward        -> one denoising step: advance the step counter afterwards
+    decoder.layers.{i}.{sa,ca,ffn}.forward
+                                -> recompute on the block's update steps, else return the cached output
+    policy.model.embed_time_token / embed_obs_tokens, decoder.layers.{i}.memory_kv
+                                -> lossless: within one run the obs tokens (and their cross-attention
+                                   keys/values) never change, and the time tokens of every step are
+                                   known up front, so each is computed once per run
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+REGISTRY_ATTR = "_bac_hooks"
+
+
+class SamplingState:
+    """Denoising-step counter shared by all hooks of one policy."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.run_resets: list[Callable[[], None]] = []  # per-run caches to clear
+
+    def start_run(self) -> None:
+        self.step = 0
+        for reset in self.run_resets:
+            reset()
+
+
+class HookRegistry:
+    """Instance-level method overrides on modules, undone in reverse order by `remove`."""
+
+    def __init__(self, state: SamplingState, description: dict):
+        self.state = state
+        self.description = description  # what was applied (for logs / result files)
+        self.hooks: dict[str, Any] = {}  # name -> hook object (block caches, recorders, ...)
+        self._overrides: list[tuple[Any, str]] = []
+
+    def override(self, obj: Any, method: str, wrap: Callable[[Callable], Callable]) -> Callable:
+        """Replace `obj.method` (for this object only) by `wrap(original_bound_method)`."""
+        if method in obj.__dict__:
+            raise RuntimeError(f"{type(obj).__name__}.{method} is already overridden")
+        replacement = wrap(getattr(obj, method))
+        obj.__dict__[method] = replacement
+        self._overrides.append((obj, method))
+        return replacement
+
+    def remove(self) -> None:
+        for obj, method in reversed(self._overrides):
+            del obj.__dict__[method]
+        self._overrides.clear()
+
+
+def get_registry(policy) -> HookRegistry | None:
+    return policy.__dict__.get(REGISTRY_ATTR)
+
+
+def install_registry(policy, description: dict) -> HookRegistry:
+    """Attach a fresh registry with step counting and per-run reset (removing any previous one).
+
+    The registry is valid for the policy's current `num_inference_steps`.
+    """
+    num_steps = policy.num_inference_steps
+    remove_registry(policy)
+    state = SamplingState()
+    registry = HookRegistry(state, description)
+
+    def start_run(sample):
+        def conditional_sample(*args, **kwargs):
+            if policy.num_inference_steps != num_steps:
+                raise ValueError(
+                    f"the cache was applied for {num_steps} denoising steps but the policy now runs "
+                    f"{policy.num_inference_steps}; call apply_cache again after changing num_inference_steps"
+                )
+            state.start_run()
+            return sample(*args, **kwargs)
+
+        return conditional_sample
+
+    def count_steps(forward):
+        def counted_forward(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            state.step += 1
+            return out
+
+        return counted_forward
+
+    registry.override(policy, "conditional_sample", start_run)
+    registry.override(policy.model, "forward", count_steps)
+    policy.__dict__[REGISTRY_ATTR] = registry
+    return registry
+
+
+def remove_registry(policy) -> None:
+    registry = policy.__dict__.pop(REGISTRY_ATTR, None)
+    if registry is not None:
+        registry.remove()
+
+
+def decoder_blocks(model) -> dict[str, torch.nn.Module]:
+    """Stable names -> cacheable blocks: 'decoder.layers.{i}.{sa,ca,ffn}'."""
+    if model.decoder is None:
+        raise ValueError("block caching needs the decoder model (time_as_cond=True); this one is encoder-only")
+    return {
+        f"decoder.layers.{i}.{kind}": getattr(layer, kind)
+        for i, layer in enumerate(model.decoder.layers)
+        for kind in ("sa", "ca", "ffn")
+    }
+
+
+class BlockCacheHook:
+    """Recompute a block on its update steps; otherwise return its output from the last update."""
+
+    def __init__(self, original_forward: Callable, update: list[bool], state: SamplingState):
+        self.original_forward = original_forward
+        self.update = update  # update[step] for every denoising step; update[0] is True
+        self.state = state
+        self.cached: torch.Tensor | None = None
+        self.num_computed = 0  # block evaluations since the hook was applied (for reports)
+
+    def forward(self, x: torch.Tensor, ctx) -> torch.Tensor:
+        if self.update[self.state.step]:
+            self.cached = self.original_forward(x, ctx)
+            self.num_computed += 1
+        return self.cached
+
+    def reset(self) -> None:
+        self.cached = None
+
+
+class ConditionCacheHook:
+    """Lossless reuse of what one sampling run keeps constant: obs tokens, their K/V, time tokens."""
+
+    def __init__(self, registry: HookRegistry, policy):
+        model = policy.model
+        self.state = registry.state
+        self.scheduler = policy.noise_scheduler
+        self._embed_time = model.embed_time_token  # the model's own (bound) methods
+        self._embed_obs = model.embed_obs_tokens
+        registry.override(model, "embed_time_token", lambda _: self.embed_time)
+        registry.override(model, "embed_obs_tokens", lambda _: self.embed_obs)
+        for i, layer in enumerate(model.decoder.layers):
+            registry.override(layer, "memory_kv", lambda original, i=i: self._make_memory_kv(i, original))
+        self.reset()
+        registry.state.run_resets.append(self.reset)
+
+    def reset(self) -> None:
+        self.time_tokens: torch.Tensor | None = None  # (N, 1, E), one per denoising step
+        self.timestep_values: list[int] = []
+        self.obs_tokens: torch.Tensor | None = None  # (B, To, E)
+        self.obs_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def embed_time(self, timesteps: torch.Tensor) -> torch.Tensor:
+        step = self.state.step
+        if self.time_tokens is None:
+            # All steps' time tokens in one batched pass (token-wise encoder: same values).
+            all_t = self.scheduler.timesteps.to(timesteps.device)
+            self.time_tokens = self._embed_time(all_t)  # (N, 1, E)
+            self.timestep_values = all_t.tolist()
+        if step >= len(self.timestep_values) or int(timesteps[0]) != self.timestep_values[step]:
+            return self._embed_time(timesteps)  # called outside the scheduler's loop: compute
+        return self.time_tokens[step : step + 1].expand(timesteps.shape[0], -1, -1)
+
+    def embed_obs(self, cond: torch.Tensor) -> torch.Tensor:
+        if self.obs_tokens is None:
+            self.obs_tokens = self._embed_obs(cond)
+        return self.obs_tokens
+
+    def _make_memory_kv(self, layer_index: int, original: Callable) -> Callable:
+        def memory_kv(memory: torch.Tensor):
+            # memory = [time token | obs tokens]; the obs rows' keys/values are constant in a run.
+            if layer_index not in self.obs_kv:
+                self.obs_kv[layer_index] = original(memory[:, 1:])
+            k_obs, v_obs = self.obs_kv[layer_index]
+            k_time, v_time = original(memory[:, :1])
+            return torch.cat([k_time, k_obs], dim=1), torch.cat([v_time, v_obs], dim=1)
+
+        return memory_kv

@@ -1,0 +1,102 @@
+"""Checkpoint -> calibration activations -> BAC schedule files (the library behind the CLI)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusion_policy.activation_utils.collect import record_block_outputs
+from diffusion_policy.activation_utils.schedule_builder import build_schedule_assets, schedule_assets_exist
+from diffusion_policy.activation_utils.schedule_files import original_dir, sha256_of_file, write_atomic
+from diffusion_policy.common.checkpoint import load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_SOURCES = ("env", "dataset")
+
+
+def calibration_observation(cfg, policy, source: str = "env") -> dict[str, torch.Tensor]:
+    """One observation (batch 1) to calibrate on.
+
+    'env': the first observation of the first test episode of the task's env runner;
+    'dataset': the first sample of the task's training dataset (needs the dataset file).
+    """
+    if source == "env":
+        from diffusion_policy.env_runner.factory import make_env_runner
+
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = make_env_runner(cfg, tmp)
+            obs = runner.first_observation()
+    elif source == "dataset":
+        import hydra
+
+        dataset = hydra.utils.instantiate(cfg.task.dataset)
+        sample_obs = dataset[0]["obs"]
+        To = policy.n_obs_steps
+        if isinstance(sample_obs, dict):
+            obs = {k: np.asarray(v)[None, :To] for k, v in sample_obs.items()}
+        else:
+            obs = {"obs": np.asarray(sample_obs)[None, :To]}
+    else:
+        raise ValueError(f"unknown calibration source {source!r}; use one of {CALIBRATION_SOURCES}")
+    return {k: torch.as_tensor(v).to(device=policy.device, dtype=policy.dtype) for k, v in obs.items()}
+
+
+def activations_path(output_dir) -> Path:
+    return original_dir(output_dir) / "activations.npz"
+
+
+def load_or_record_activations(policy, cfg, output_dir, source: str, seed: int, force_recompute: bool,
+                               checkpoint_sha256: str):
+    """Saved activations recorded with the same settings, or a fresh recording (saved for next time)."""
+    path = activations_path(output_dir)
+    settings = {"num_inference_steps": policy.num_inference_steps, "source": source, "seed": seed,
+                "checkpoint_sha256": checkpoint_sha256}
+    if path.is_file() and not force_recompute:
+        with np.load(path, allow_pickle=False) as saved:
+            if all(f"__{k}" in saved and str(saved[f"__{k}"]) == str(v) for k, v in settings.items()):
+                logger.info("reusing activations from %s (pass --force_recompute to record again)", path)
+                return {k: saved[k] for k in saved.files if not k.startswith("__")}
+    obs = calibration_observation(cfg, policy, source)
+    activations = record_block_outputs(policy, obs, seed=seed)
+    arrays = {**activations, **{f"__{k}": np.asarray(str(v)) for k, v in settings.items()}}
+    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    return activations
+
+
+def compute_optimal_schedules(
+    checkpoint: str,
+    output_dir: str,
+    device: str = "cpu",
+    num_caches_list: tuple[int, ...] = (5, 8, 10, 20),
+    metrics: tuple[str, ...] = ("cosine",),
+    force_recompute: bool = False,
+    source: str = "env",
+    seed: int = 0,
+    num_inference_steps: int | None = None,
+    make_plots: bool = True,
+    trust_checkpoint: bool = False,
+) -> list[Path]:
+    """Write similarity matrices, ACS schedules and the BU ranking of `checkpoint` to `output_dir`."""
+    if not force_recompute and schedule_assets_exist(output_dir, list(metrics), list(num_caches_list)):
+        logger.info("schedules already in %s (pass --force_recompute to recompute)", output_dir)
+        return []
+    policy, cfg = load_checkpoint(checkpoint, device=device, trust_checkpoint=trust_checkpoint,
+                                  num_inference_steps=num_inference_steps)
+    checkpoint_sha256 = sha256_of_file(checkpoint)
+    activations = load_or_record_activations(policy, cfg, output_dir, source, seed, force_recompute,
+                                             checkpoint_sha256)
+    scheduler = {
+        "class": type(policy.noise_scheduler).__name__,
+        "num_train_timesteps": int(policy.noise_scheduler.config.num_train_timesteps),
+        "num_inference_steps": int(policy.num_inference_steps),
+    }
+    return build_schedule_assets(
+        output_dir, activations, list(metrics), list(num_caches_list),
+        num_layers=len(policy.model.decoder.layers), scheduler=scheduler,
+        checkpoint_sha256=checkpoint_sha256, make_plots=make_plots,
+    )

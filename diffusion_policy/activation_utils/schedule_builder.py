@@ -1,0 +1,105 @@
+"""Recorded activations -> similarity matrices, ACS schedules, BU ranking, plots (all files).
+
+get_optimal_cache_update_steps.py records one (N, ...) activation array per
+block and hands the dict to `build_schedule_assets`, which writes the layout
+described in schedule_files.py.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from diffusion_policy.activation_utils.acs import optimal_update_steps
+from diffusion_policy.activation_utils.bubbling_union import add_final_step, bubbling_union, select_bu_blocks
+from diffusion_policy.activation_utils.schedule_files import (
+    Schedule,
+    bubbling_union_path,
+    save_activation_summary,
+    save_bubbling_union_info,
+    save_schedule,
+    save_similarity_matrices,
+    schedule_path,
+    summarize_activations,
+)
+from diffusion_policy.activation_utils.similarity import METRICS, similarity_matrix
+
+
+def compute_similarity_matrices(activations: dict[str, np.ndarray], metric: str) -> dict[str, np.ndarray]:
+    """Block name -> (N, N) matrix of `metric`."""
+    return {name: similarity_matrix(acts, metric) for name, acts in activations.items()}
+
+
+def compute_acs_steps(matrices: dict[str, np.ndarray], metric: str, num_caches: int) -> dict[str, list[int]]:
+    """Block name -> ACS update steps for `num_caches` caches."""
+    maximize = METRICS[metric]
+    return {name: optimal_update_steps(matrix, num_caches, maximize) for name, matrix in matrices.items()}
+
+
+def schedule_assets_exist(output_dir, metrics: list[str], num_caches_list: list[int]) -> bool:
+    """True if every schedule and BU file for these metrics and cache counts is on disk."""
+    paths = [bubbling_union_path(output_dir, m) for m in metrics]
+    paths += [schedule_path(output_dir, m, k) for m in metrics for k in num_caches_list]
+    return all(p.is_file() for p in paths)
+
+
+def build_schedule_assets(
+    output_dir,
+    activations: dict[str, np.ndarray],
+    metrics: list[str],
+    num_caches_list: list[int],
+    num_layers: int,
+    scheduler: dict,
+    checkpoint_sha256: str,
+    num_bu_blocks_for_plots: int = 3,
+    make_plots: bool = True,
+) -> list[Path]:
+    """Write original/, optimal_steps/<metric>/ and (optionally) plots/ under output_dir.
+
+    activations: block name -> (N, ...) float array, in model order, index 0 = noisiest step.
+    scheduler: {"class", "num_train_timesteps", "num_inference_steps"} of the policy's scheduler.
+    Returns the written paths.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
+    if not activations:
+        raise ValueError("no activations recorded; check that the recording hooks are installed")
+
+    summary = summarize_activations(activations)
+    num_steps = summary["num_steps"]
+    block_names = summary["block_names"]
+    block_errors = {name: summary["blocks"][name]["caching_error"] for name in block_names}
+    written = [save_activation_summary(output_dir, summary)]
+
+    if make_plots:
+        from diffusion_policy.activation_visualization import plots
+
+        plot_dir = Path(output_dir) / "plots"
+        selected = select_bu_blocks(block_errors, num_bu_blocks_for_plots)
+        written.append(plots.plot_block_errors(block_errors, plot_dir / "block_errors.png", selected=selected))
+
+    for metric in metrics:
+        matrices = compute_similarity_matrices(activations, metric)
+        written.append(save_similarity_matrices(output_dir, metric, matrices))
+        written.append(save_bubbling_union_info(output_dir, metric, block_errors, num_steps))
+        if make_plots:
+            written.append(plots.plot_similarity_heatmaps(matrices, plot_dir / f"similarity_{metric}.png", metric))
+        for num_caches in num_caches_list:
+            steps = compute_acs_steps(matrices, metric, num_caches)
+            schedule = Schedule(
+                metric=metric,
+                num_caches=num_caches,
+                num_steps=num_steps,
+                num_layers=num_layers,
+                scheduler=dict(scheduler),
+                checkpoint_sha256=checkpoint_sha256,
+                block_names=block_names,
+                steps=steps,
+                block_errors=block_errors,
+            )
+            written.append(save_schedule(schedule, output_dir))
+            if make_plots:
+                bu_steps = add_final_step(bubbling_union(steps, block_errors, num_bu_blocks_for_plots), num_steps)
+                raster_path = plot_dir / f"update_steps_{metric}_num_caches_{num_caches}.png"
+                written.append(plots.plot_update_raster(steps, bu_steps, num_steps, raster_path))
+    return written

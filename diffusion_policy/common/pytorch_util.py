@@ -1,0 +1,25 @@
+"""Small torch helpers shared by datasets, policies and workspaces."""
+
+from typing import Any, Callable
+
+import torch
+
+
+def dict_apply(x: dict, func: Callable[[Any], Any]) -> dict:
+    """Apply `func` to every leaf of a (possibly nested) dict, keeping the nesting."""
+    result = dict()
+    for key, value in x.items():
+        if isinstance(value, dict):
+            result[key] = dict_apply(value, func)
+        else:
+            result[key] = func(value)
+    return result
+
+
+def optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device | str) -> torch.optim.Optimizer:
+    """Move an optimizer's state tensors (e.g. Adam moments) to `device`, in place."""
+    for state in optimizer.state.values():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                state[name] = value.to(device=device)
+    return optimizer

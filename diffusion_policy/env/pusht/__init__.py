@@ -1,0 +1,1 @@
+"""Push-T tasks (keypoint and image observations) built on gym-pusht."""
