@@ -1,0 +1,205 @@
+"""Evaluate a checkpoint in simulation, plain or BAC-accelerated, and measure what the cache buys.
+
+`evaluate_checkpoint` runs the task's env runner with the cached policy, then times the cached and
+the original policy round-robin on observations recorded during that rollout, so the speedup in
+`benchmark_results.json` compares the two under the same load and on the same inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import platform
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from diffusion_policy.acceleration import CacheConfig, apply_cache, remove_cache, update_steps_for
+from diffusion_policy.acceleration.benchmark import count_flops, timed_predict_action
+from diffusion_policy.common.checkpoint import load_checkpoint
+from diffusion_policy.env_runner.factory import make_env_runner
+
+
+@dataclass
+class EvalSettings:
+    n_test: Optional[int] = None
+    n_train: Optional[int] = None
+    n_envs: Optional[int] = None
+    max_steps: Optional[int] = None
+    skip_video: bool = False
+    seed: int = 0
+    latency_samples: int = 20  # observations re-timed for the original-vs-cached comparison
+
+
+class ObservationRecorder:
+    """Policy proxy for the runner: forwards predict_action, keeps the first `limit` inputs."""
+
+    def __init__(self, policy, limit: int):
+        self.policy = policy
+        self.limit = limit
+        self.observations: list[dict] = []
+
+    def __getattr__(self, name):  # device, dtype, n_obs_steps, ... come from the policy
+        return getattr(self.policy, name)
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def predict_action(self, obs_dict: dict) -> dict:
+        if len(self.observations) < self.limit:
+            self.observations.append({k: v.clone() for k, v in obs_dict.items()})
+        return self.policy.predict_action(obs_dict)
+
+
+def task_name_of(cfg) -> str:
+    return str(cfg.task.get("name", cfg.get("task_name", "task")))
+
+
+def _to_jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_to_jsonable(data), indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def _latency_stats(seconds: list[float]) -> dict:
+    ordered = sorted(seconds)
+    return {
+        "median_ms": statistics.median(ordered) * 1e3,
+        "p90_ms": ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))] * 1e3,
+        "mean_ms": statistics.fmean(ordered) * 1e3,
+        "n": len(ordered),
+    }
+
+
+def compare_on_recorded(cached_policy, original_policy, observations: list[dict]) -> dict[str, list[float]]:
+    """Time both policies round-robin on the same observations (one warm-up call each)."""
+    timed_predict_action(cached_policy, observations[0])
+    timed_predict_action(original_policy, observations[0])
+    times = {"cached": [], "original": []}
+    for obs in observations:
+        times["cached"].append(timed_predict_action(cached_policy, obs)[1])
+        times["original"].append(timed_predict_action(original_policy, obs)[1])
+    return times
+
+
+def environment_info(device: torch.device) -> dict:
+    import diffusers
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def evaluate_checkpoint(
+    checkpoint: str,
+    output_dir: Optional[str],
+    cache_config: CacheConfig,
+    device: str = "cpu",
+    settings: EvalSettings = EvalSettings(),
+    num_inference_steps: Optional[int] = None,
+    trust_checkpoint: bool = False,
+) -> tuple[dict, dict, Path]:
+    """Roll out `checkpoint` with `cache_config`; write eval_results.json and benchmark_results.json.
+
+    Returns (eval_results, benchmark_results, output_dir). output_dir defaults to
+    results/<task>/<mode>.
+    """
+    torch.manual_seed(settings.seed)
+    np.random.seed(settings.seed)
+    original, cfg = load_checkpoint(checkpoint, device=device, trust_checkpoint=trust_checkpoint,
+                                    num_inference_steps=num_inference_steps)
+    task = task_name_of(cfg)
+    out = Path(output_dir) if output_dir else Path("results") / task / cache_config.mode
+    runner = make_env_runner(cfg, str(out), n_test=settings.n_test, n_train=settings.n_train,
+                             n_envs=settings.n_envs, max_steps=settings.max_steps, skip_video=settings.skip_video)
+
+    policy = copy.deepcopy(original)
+    apply_cache(policy, cache_config)
+    recorder = ObservationRecorder(policy, settings.latency_samples)
+    try:
+        log = runner.run(recorder)
+    finally:
+        runner.close()
+
+    rollout_timing = log.pop("timing")["predict_action_s"]
+    episode_rewards = log.pop("episode_rewards")
+    metrics = {k: v for k, v in log.items() if "sim_video" not in k}
+    videos = {k: v for k, v in log.items() if "sim_video" in k}
+    mean_key = "test/mean_score" if "test/mean_score" in metrics else "train/mean_score"
+    eval_results = {
+        "checkpoint": str(checkpoint),
+        "task": task,
+        "cache": cache_config.describe(),
+        "mean_score": metrics.get(mean_key),
+        "metrics": metrics,
+        "episode_rewards": [
+            {"prefix": spec.prefix, "seed": spec.seed, "rewards": rewards.tolist(),
+             "total_reward": float(np.sum(rewards)), "max_reward": float(np.max(rewards)) if len(rewards) else 0.0}
+            for spec, rewards in zip(runner.episodes, episode_rewards)
+        ],
+        "videos": videos,
+        "n_episodes": len(runner.episodes),
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+    remove_cache(original)
+    times = compare_on_recorded(policy, original, recorder.observations)
+    flops_cached = count_flops(policy, recorder.observations[0])
+    flops_original = count_flops(original, recorder.observations[0])
+    cached_stats, original_stats = _latency_stats(times["cached"]), _latency_stats(times["original"])
+    n_blocks = 3 * len(original.model.decoder.layers)
+    block_evaluations = sum(len(s) for s in update_steps_for(original, cache_config).values())
+    benchmark_results = {
+        "task": task,
+        "cache": cache_config.describe(),
+        "num_inference_steps": int(original.num_inference_steps),
+        "n_action_steps": int(original.n_action_steps),
+        "batch_size": int(next(iter(recorder.observations[0].values())).shape[0]),
+        "latency": cached_stats,
+        "latency_original": original_stats,
+        "speedup": original_stats["median_ms"] / cached_stats["median_ms"],
+        "rollout_latency": _latency_stats(rollout_timing),
+        "flops_per_predict_action": flops_cached,
+        "flops_per_predict_action_original": flops_original,
+        "flops_ratio": flops_original / flops_cached if flops_cached else None,
+        "block_evaluations_per_predict_action": block_evaluations,
+        "block_evaluations_per_predict_action_original": n_blocks * int(original.num_inference_steps),
+        "action_frequency_hz": original.n_action_steps / (cached_stats["median_ms"] / 1e3),
+        "action_frequency_hz_original": original.n_action_steps / (original_stats["median_ms"] / 1e3),
+        "environment": environment_info(original.device),
+    }
+    write_json_atomic(out / "eval_results.json", eval_results)
+    write_json_atomic(out / "benchmark_results.json", benchmark_results)
+    return eval_results, benchmark_results, out

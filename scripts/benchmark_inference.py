@@ -1,0 +1,102 @@
+"""Latency, speedup, FLOPs and action error of BAC cache modes on one policy, measured in one run.
+
+    python scripts/benchmark_inference.py                        # original DP transformer, Push-T lowdim
+                                                                 # config, random weights, DDPM-100
+    python scripts/benchmark_inference.py -c checkpoint/lift/latest.ckpt --optimal_steps_dir assets/lift
+
+Prints a table and writes JSON (default results/benchmark_inference.json). Schedules for 'optimal'
+come from --optimal_steps_dir, or are computed for this model first (calibrated on one observation).
+"""
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("-c", "--checkpoint", default=None, help="checkpoint; default: random-init Push-T lowdim model")
+    p.add_argument("--optimal_steps_dir", default=None, help="schedules dir (computed when omitted)")
+    p.add_argument("--metric", default="cosine")
+    p.add_argument("--num_caches", type=_ints, default=[5, 10])
+    p.add_argument("--num_bu_blocks", type=int, default=3)
+    p.add_argument("--thresholds", type=_ints, default=[5, 10])
+    p.add_argument("--batch_sizes", type=_ints, default=[1, 28])
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("-d", "--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--num_inference_steps", type=int, default=None)
+    p.add_argument("-o", "--output", default="results/benchmark_inference.json")
+    p.add_argument("--trust_checkpoint", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from diffusion_policy.acceleration import CacheConfig
+    from diffusion_policy.acceleration.benchmark import compare_modes, summarize
+    from diffusion_policy.acceleration.reference import reference_obs, reference_policy, schedules_for
+    from diffusion_policy.common.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        if args.checkpoint:
+            policy, cfg = load_checkpoint(args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint,
+                                          num_inference_steps=args.num_inference_steps)
+        else:
+            policy, cfg = reference_policy(device=args.device), None
+            if args.num_inference_steps:
+                policy.num_inference_steps = args.num_inference_steps
+        with tempfile.TemporaryDirectory() as tmp:
+            steps_dir = args.optimal_steps_dir
+            if steps_dir is None and args.num_caches:
+                steps_dir = schedules_for(policy, cfg, tmp, args.metric, args.num_caches)
+            configs = {"original": CacheConfig("original")}
+            configs |= {f"threshold_{t}": CacheConfig("threshold", cache_threshold=t) for t in args.thresholds}
+            configs |= {
+                f"optimal_{k}_bu{args.num_bu_blocks}": CacheConfig(
+                    "optimal", optimal_steps_dir=str(steps_dir), metric=args.metric, num_caches=k,
+                    num_bu_blocks=args.num_bu_blocks)
+                for k in args.num_caches
+            }
+            report = {"checkpoint": args.checkpoint or "random-init Push-T lowdim transformer (8x256, H16, DDPM)",
+                      "device": str(policy.device), "threads": torch.get_num_threads(),
+                      "num_inference_steps": policy.num_inference_steps, "torch": torch.__version__,
+                      "cpu": platform.processor() or platform.machine(), "batches": {}}
+            for batch_size in args.batch_sizes:
+                obs = reference_obs(policy, cfg, batch_size)
+                rows = summarize(compare_modes(policy, obs, configs, args.repeats, args.warmup),
+                                 policy.n_action_steps)
+                report["batches"][str(batch_size)] = rows
+                print(f"\nbatch {batch_size} ({policy.num_inference_steps} denoising steps, "
+                      f"{torch.get_num_threads()} threads, {args.device})")
+                print(f"{'mode':<22}{'median ms':>11}{'p90 ms':>9}{'speedup':>9}{'GFLOPs':>9}"
+                      f"{'blocks':>8}{'Hz':>8}{'rel err':>9}")
+                for r in rows:
+                    print(f"{r['label']:<22}{r['latency_median_ms']:>11.1f}{r['latency_p90_ms']:>9.1f}"
+                          f"{r['speedup']:>8.2f}x{r['flops'] / 1e9:>9.3f}{r['block_evaluations']:>8}"
+                          f"{r['action_hz']:>8.1f}{r['action_rel_error']:>9.4f}")
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(report, indent=2))
+    tmp_out.replace(out)
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Evaluate a Diffusion Policy checkpoint in simulation, with or without BAC caching.
+
+    python scripts/eval_fast_diffusion_policy.py --checkpoint CKPT -o results/lift/bac \
+        --cache_mode optimal --optimal_steps_dir assets/lift/optimal_steps/cosine --num_caches 5 \
+        --num_bu_blocks 3 --skip_video
+
+Writes <output_dir>/eval_results.json (mean_score, every task metric, per-episode rewards) and
+<output_dir>/benchmark_results.json (latency of this mode and of `original` on the same
+observations in the same run, speedup, FLOPs, action frequency, hardware and versions).
+"""
+
+import argparse
+import logging
+import sys
+
+from diffusion_policy.acceleration.config import CACHE_MODES
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """The BAC flags of the original scripts; they map one to one onto CacheConfig."""
+    parser.add_argument("--cache_mode", choices=CACHE_MODES, default="original")
+    parser.add_argument("--cache_threshold", type=int, default=5, help="threshold mode: update every N steps")
+    parser.add_argument("--optimal_steps_dir", default=None, help="optimal mode: e.g. assets/<task>/optimal_steps/cosine")
+    parser.add_argument("--metric", default="cosine", help="optimal mode: metric of the schedule")
+    parser.add_argument("--num_caches", type=int, default=5, help="optimal mode: update steps per block")
+    parser.add_argument("--num_bu_blocks", type=int, default=0, help="optimal mode: Bubbling Union blocks")
+    parser.add_argument("--no_condition_reuse", action="store_true",
+                        help="do not reuse the (constant) condition tokens across steps")
+
+
+def cache_config_from_args(args):
+    from diffusion_policy.acceleration import CacheConfig
+
+    return CacheConfig(mode=args.cache_mode, cache_threshold=args.cache_threshold,
+                       optimal_steps_dir=args.optimal_steps_dir, metric=args.metric, num_caches=args.num_caches,
+                       num_bu_blocks=args.num_bu_blocks, reuse_condition=not args.no_condition_reuse)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-c", "--checkpoint", required=True)
+    parser.add_argument("-o", "--output_dir", default=None, help="default: results/<task>/<cache_mode>")
+    parser.add_argument("-d", "--device", default="cpu")
+    add_cache_arguments(parser)
+    parser.add_argument("--skip_video", action="store_true")
+    parser.add_argument("--n_test", type=int, default=None, help="test episodes (default: the checkpoint's)")
+    parser.add_argument("--n_train", type=int, default=None, help="train-init episodes (default: the checkpoint's)")
+    parser.add_argument("--n_envs", type=int, default=None, help="parallel environments")
+    parser.add_argument("--max_steps", type=int, default=None, help="env steps per episode")
+    parser.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps")
+    parser.add_argument("--seed", type=int, default=0, help="torch/numpy seed of the sampling noise")
+    parser.add_argument("--latency_samples", type=int, default=20, help="observations re-timed against original")
+    parser.add_argument("--trust_checkpoint", action="store_true", help="allow arbitrary pickled code (unsafe)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from diffusion_policy.common.checkpoint import CheckpointError
+    from diffusion_policy.env_runner.evaluate import EvalSettings, evaluate_checkpoint
+
+    try:
+        settings = EvalSettings(n_test=args.n_test, n_train=args.n_train, n_envs=args.n_envs,
+                                max_steps=args.max_steps, skip_video=args.skip_video, seed=args.seed,
+                                latency_samples=args.latency_samples)
+        results, bench, out = evaluate_checkpoint(
+            args.checkpoint, args.output_dir, cache_config_from_args(args), device=args.device, settings=settings,
+            num_inference_steps=args.num_inference_steps, trust_checkpoint=args.trust_checkpoint)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"task {results['task']}  mode {args.cache_mode}  mean_score {results['mean_score']:.3f}  "
+          f"({results['n_episodes']} episodes)")
+    print(f"latency {bench['latency']['median_ms']:.1f} ms (original {bench['latency_original']['median_ms']:.1f} ms)"
+          f"  speedup {bench['speedup']:.2f}x  FLOPs {bench['flops_per_predict_action'] / 1e9:.3f} G"
+          f"  {bench['action_frequency_hz']:.1f} Hz")
+    print(f"wrote {out / 'eval_results.json'} and {out / 'benchmark_results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
