@@ -335,3 +335,17 @@ def test_image_runner_zero_policy(tmp_path):
     assert policy.seen_obs_shapes[0]["agentview_image"] == (1, 2, 3, 84, 84)
     assert policy.seen_obs_shapes[0]["robot0_eef_quat"] == (1, 2, 4)
     assert os.path.getsize(results["test/sim_video_10000"]) > 0
+
+
+@pytest.mark.parametrize("terminate", [False, True])
+def test_terminate_on_success_ends_the_episode_only_when_asked(terminate):
+    env = RobomimicLowdimEnv(default_env_meta("lift"), LIFT_OBS_KEYS, terminate_on_success=terminate)
+    try:
+        env.reset(seed=0)
+        _, reward, terminated, _, info = env.step(np.zeros(7))
+        assert reward == 0.0 and not terminated and not info["is_success"]
+        env.is_success = lambda: True  # the cube is up: as if _check_success() held
+        _, reward, terminated, _, info = env.step(np.zeros(7))
+        assert reward == 1.0 and info["is_success"] and terminated == terminate
+    finally:
+        env.close()

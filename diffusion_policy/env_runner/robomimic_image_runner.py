@@ -7,6 +7,10 @@ The video shows `render_obs_key`, the policy's own camera view. Score as in the 
 
 Rendering happens only in the vector env's workers: the parent process gets a spaces-only stand-in
 (`dummy_env_fn`), so no OpenGL context is created before the workers fork.
+
+`terminate_on_success` (default True; the original ran every episode to max_steps) ends an
+episode at its first success. The score is unchanged -- the max reward is already 1 -- and
+evaluation gets much faster; pass False to reproduce the original videos' length.
 """
 
 import functools
@@ -65,6 +69,7 @@ class RobomimicImageRunner(EnvRunner):
         n_envs=None,
         skip_video=False,
         task_name=None,
+        terminate_on_success=True,
     ):
         if past_action:
             raise ValueError(
@@ -83,6 +88,7 @@ class RobomimicImageRunner(EnvRunner):
             shape_meta=shape_meta,
             abs_action=abs_action,
             render_obs_key=render_obs_key,
+            terminate_on_success=terminate_on_success,
         )
         dummy_env_fn = functools.partial(spaces_only_image_env, env_meta, shape_meta, abs_action)
         self.env_meta = env_meta

@@ -6,6 +6,10 @@ Score: success rate, the mean over episodes of the max per-step reward (sparse 0
 Latency (as in the original): the env keeps n_obs_steps + n_latency_steps observations, the
 policy sees the oldest n_obs_steps of them, and the first n_latency_steps actions of each
 predicted chunk are dropped.
+
+`terminate_on_success` (default True; the original ran every episode to max_steps) ends an
+episode at its first success. The score is unchanged -- the max reward is already 1 -- and
+evaluation gets much faster; pass False to reproduce the original videos' length.
 """
 
 import functools
@@ -45,6 +49,7 @@ class RobomimicLowdimRunner(EnvRunner):
         n_envs=None,
         skip_video=False,
         task_name=None,
+        terminate_on_success=True,
     ):
         if past_action:
             raise ValueError(
@@ -63,6 +68,7 @@ class RobomimicLowdimRunner(EnvRunner):
             abs_action=abs_action,
             render_hw=tuple(render_hw),
             render_camera_name=render_camera_name,
+            terminate_on_success=terminate_on_success,
         )
         self.env_meta = env_meta
         self.abs_action = abs_action

@@ -6,7 +6,8 @@
   float32 in [0, 1], low-dim keys float32 (D,).
 
 Both: reward 1.0 on the steps where the task succeeds (`_check_success`), else 0.0;
-info["is_success"]; never terminate (the runner stops at max_steps). `reset(seed=s)` reseeds the
+info["is_success"]; with `terminate_on_success` an episode ends at its first success (its score,
+the max reward, is then known), otherwise the runner stops it at max_steps. `reset(seed=s)` reseeds the
 robosuite env's RNG (object placement, robot init noise) so a test seed always gives the same
 scene; `reset(options={"init_state": flat_state})` restores a recorded MuJoCo state (time, qpos,
 qvel), as robomimic's `reset_to` does.
@@ -42,8 +43,9 @@ class _RobosuiteEnv(gymnasium.Env):
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, env_meta: dict, abs_action: bool = False, **make_kwargs):
+    def __init__(self, env_meta: dict, abs_action: bool = False, terminate_on_success: bool = False, **make_kwargs):
         self.env = make_robosuite_env(env_meta, abs_action=abs_action, **make_kwargs)
+        self.terminate_on_success = terminate_on_success
         self.env_meta = env_meta
         self.abs_action = abs_action
         self.render_mode = "rgb_array"
@@ -91,7 +93,8 @@ class _RobosuiteEnv(gymnasium.Env):
     def step(self, action: np.ndarray):
         self._raw_obs, _, _, _ = self.env.step(np.asarray(action, dtype=np.float64))
         success = self.is_success()
-        return self._obs(self._raw_obs), float(success), False, False, {"is_success": success}
+        terminated = success and self.terminate_on_success
+        return self._obs(self._raw_obs), float(success), terminated, False, {"is_success": success}
 
     def close(self):
         self.env.close()
@@ -110,8 +113,10 @@ class RobomimicLowdimEnv(_RobosuiteEnv):
         abs_action: bool = False,
         render_hw: tuple[int, int] = (256, 256),
         render_camera_name: str = "agentview",
+        terminate_on_success: bool = False,
     ):
-        super().__init__(env_meta, abs_action=abs_action, use_object_obs=True)
+        super().__init__(env_meta, abs_action=abs_action, terminate_on_success=terminate_on_success,
+                         use_object_obs=True)
         self.obs_keys = list(obs_keys)
         self.render_hw = tuple(render_hw)
         self.render_camera_name = render_camera_name
@@ -167,6 +172,7 @@ class RobomimicImageEnv(_RobosuiteEnv):
         shape_meta: dict,
         abs_action: bool = False,
         render_obs_key: str = "agentview_image",
+        terminate_on_success: bool = False,
     ):
         import robosuite.macros
 
@@ -177,6 +183,7 @@ class RobomimicImageEnv(_RobosuiteEnv):
         super().__init__(
             env_meta,
             abs_action=abs_action,
+            terminate_on_success=terminate_on_success,
             camera_names=[_rgb_key_to_camera(k) for k in rgb_keys],
             camera_sizes=camera_sizes,
             use_object_obs="object" in lowdim_keys,
