@@ -1,0 +1,74 @@
+"""End to end: evaluate tiny random checkpoints in simulation in every cache mode."""
+
+import json
+
+import pytest
+
+from checkpoint_fixtures import write_tiny_checkpoint
+from diffusion_policy.activation_utils.calibrate import compute_optimal_schedules
+
+EVAL_FIELDS = {"checkpoint", "task", "cache", "mean_score", "metrics", "episode_rewards", "videos", "n_episodes"}
+BENCH_FIELDS = {"task", "cache", "num_inference_steps", "n_action_steps", "batch_size", "latency", "latency_original",
+                "speedup", "rollout_latency", "flops_per_predict_action", "flops_per_predict_action_original",
+                "flops_ratio", "block_evaluations_per_predict_action", "action_frequency_hz", "environment"}
+
+
+@pytest.fixture(scope="module", params=["pusht_lowdim", "lift_lowdim"])
+def task_checkpoint(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    ckpt = write_tiny_checkpoint(tmp / "tiny.ckpt", request.param)
+    assets = tmp / "assets"
+    written = compute_optimal_schedules(str(ckpt), str(assets), num_caches_list=(2, 4), metrics=("cosine",),
+                                        make_plots=False)
+    assert any(p.name == "num_caches_2.json" for p in written)
+    return request.param, ckpt, assets
+
+
+@pytest.mark.parametrize("mode_args", [
+    ["--cache_mode", "original"],
+    ["--cache_mode", "threshold", "--cache_threshold", "3"],
+    ["--cache_mode", "optimal", "--num_caches", "2", "--num_bu_blocks", "1"],
+], ids=["original", "threshold", "optimal"])
+def test_eval_script_writes_every_field(task_checkpoint, mode_args, tmp_path, capsys):
+    import scripts.eval_fast_diffusion_policy as eval_script
+
+    task, ckpt, assets = task_checkpoint
+    out = tmp_path / "results"
+    args = ["--checkpoint", str(ckpt), "-o", str(out), "--n_test", "1", "--n_train", "0", "--n_envs", "1",
+            "--max_steps", "8", "--skip_video", "--latency_samples", "2", *mode_args]
+    if "optimal" in mode_args:
+        args += ["--optimal_steps_dir", str(assets / "optimal_steps" / "cosine")]
+    assert eval_script.main(args) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    bench = json.loads((out / "benchmark_results.json").read_text())
+    assert EVAL_FIELDS <= set(results) and BENCH_FIELDS <= set(bench)
+    assert results["task"] == task and results["n_episodes"] == 1
+    assert 0.0 <= results["mean_score"] <= 1.0
+    assert results["episode_rewards"][0]["seed"] >= 0 and len(results["episode_rewards"][0]["rewards"]) == 8
+    assert results["cache"]["mode"] == mode_args[1]
+    assert bench["latency"]["median_ms"] > 0 and bench["latency_original"]["median_ms"] > 0
+    n_blocks = 3 * 2 * 8  # 2 layers x 3 blocks x 8 denoising steps
+    assert bench["block_evaluations_per_predict_action_original"] == n_blocks
+    if mode_args[1] == "original":
+        assert bench["block_evaluations_per_predict_action"] == n_blocks
+        assert bench["flops_per_predict_action"] == bench["flops_per_predict_action_original"]
+    else:
+        assert bench["block_evaluations_per_predict_action"] < n_blocks
+        assert bench["flops_per_predict_action"] < bench["flops_per_predict_action_original"]
+    assert "mean_score" in capsys.readouterr().out
+
+
+def test_eval_script_missing_checkpoint_is_one_line(tmp_path, capsys):
+    import scripts.eval_fast_diffusion_policy as eval_script
+
+    assert eval_script.main(["--checkpoint", str(tmp_path / "missing.ckpt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.ckpt" in err
+
+
+def test_optimal_without_steps_dir_is_refused(task_checkpoint, capsys):
+    import scripts.eval_fast_diffusion_policy as eval_script
+
+    _, ckpt, _ = task_checkpoint
+    assert eval_script.main(["--checkpoint", str(ckpt), "--cache_mode", "optimal"]) == 2
+    assert "--optimal_steps_dir" in capsys.readouterr().err
