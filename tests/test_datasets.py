@@ -7,6 +7,7 @@ from diffusion_policy.common.replay_buffer import ReplayBuffer
 from diffusion_policy.dataset.blockpush_lowdim_dataset import BlockPushLowdimDataset
 from diffusion_policy.dataset.kitchen_lowdim_dataset import KitchenLowdimDataset
 from diffusion_policy.dataset.pusht_dataset import PushTLowdimDataset
+from diffusion_policy.dataset.pusht_image_dataset import PushTImageDataset
 from diffusion_policy.dataset.robomimic_replay_image_dataset import RobomimicReplayImageDataset
 from diffusion_policy.dataset.robomimic_replay_lowdim_dataset import RobomimicReplayLowdimDataset
 from diffusion_policy.model.common.rotation_transformer import RotationTransformer
@@ -82,6 +83,30 @@ def test_pusht_lowdim_dataset(tmp_path):
     _check_split(lambda **kw: PushTLowdimDataset(path, horizon=16, pad_before=1, pad_after=7, **kw))
     capped = PushTLowdimDataset(path, horizon=4, max_train_episodes=2)
     assert capped.train_mask.sum() == 2
+
+
+def test_pusht_image_dataset(tmp_path):
+    def episode(rng, length):
+        return {"img": rng.integers(0, 256, (length, 96, 96, 3), dtype=np.uint8),
+                "state": rng.uniform(0, 512, (length, 5)).astype(np.float32),
+                "action": rng.uniform(0, 512, (length, 2)).astype(np.float32)}
+
+    episodes = _episodes(0, episode)
+    path = _write_zarr(tmp_path / "pusht_image.zarr", episodes)
+    dataset = PushTImageDataset(path, horizon=4, pad_before=1, pad_after=3)
+    item = dataset[1]  # window starting at step 0 of episode 0
+    assert item["obs"]["image"].shape == (4, 3, 96, 96) and item["obs"]["agent_pos"].shape == (4, 2)
+    first = episodes[0]
+    np.testing.assert_allclose(item["obs"]["image"][0].numpy(), np.moveaxis(first["img"][0], -1, 0) / 255.0,
+                               rtol=1e-6)
+    np.testing.assert_allclose(item["obs"]["agent_pos"].numpy(), first["state"][:4, :2])
+    np.testing.assert_allclose(item["action"].numpy(), first["action"][:4])
+    normalizer = dataset.get_normalizer()
+    image = normalizer["image"].normalize(torch.tensor([0.0, 1.0]))
+    np.testing.assert_allclose(image.numpy(), [-1.0, 1.0])
+    all_pos = np.concatenate([e["state"][:, :2] for e in episodes])
+    scale, _ = _limits(all_pos)
+    np.testing.assert_allclose(normalizer.params_dict["agent_pos"]["scale"].numpy(), scale, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- block pushing
