@@ -80,7 +80,7 @@ def manual_cached_sample(policy, obs, update_steps: dict[str, list[int]], seed=0
 
 def test_threshold_cache_replays_block_outputs_exactly(obs):
     policy = make_policy()
-    config = CacheConfig(mode="threshold", cache_threshold=3, reuse_condition=False)
+    config = CacheConfig(mode="threshold", cache_threshold=3, reuse_condition=False, fuse_cached_blocks=False)
     steps = update_steps_for(policy, config)
     assert steps["decoder.layers.0.sa"] == [0, 3, 6, 9]
     expected = manual_cached_sample(policy, obs, steps)
@@ -89,6 +89,16 @@ def test_threshold_cache_replays_block_outputs_exactly(obs):
     # and it really skipped: 4 of 12 steps per block, per predict_action
     report = cache_report(policy)
     assert set(report["block_evaluations"].values()) == {4}
+
+
+@pytest.mark.parametrize("threshold", [1, 3, 5])
+def test_fused_decoder_matches_block_by_block_replay(obs, threshold):
+    policy = make_policy()
+    apply_cache(policy, CacheConfig(mode="threshold", cache_threshold=threshold, fuse_cached_blocks=False))
+    expected = sample(policy, obs)
+    apply_cache(policy, CacheConfig(mode="threshold", cache_threshold=threshold, fuse_cached_blocks=True))
+    torch.testing.assert_close(sample(policy, obs), expected, atol=1e-5, rtol=0)
+    assert set(cache_report(policy)["block_evaluations"].values()) == {len(range(0, N_STEPS, threshold))}
 
 
 def test_cache_changes_nothing_outside_the_blocks_and_is_removable(obs):
@@ -147,7 +157,8 @@ def test_optimal_mode_follows_the_schedule_files(obs, tmp_path, metric, num_bu_b
     policy = make_policy()
     build_schedules(policy, obs, tmp_path)
     config = CacheConfig(mode="optimal", optimal_steps_dir=str(tmp_path / "optimal_steps" / metric), metric=metric,
-                         num_caches=3, num_bu_blocks=num_bu_blocks, reuse_condition=False)
+                         num_caches=3, num_bu_blocks=num_bu_blocks, reuse_condition=False,
+                         fuse_cached_blocks=False)
     steps = update_steps_for(policy, config)
     assert all(s[0] == 0 and s[-1] == N_STEPS - 1 for s in steps.values())  # last step always updates
     expected = manual_cached_sample(policy, obs, steps)

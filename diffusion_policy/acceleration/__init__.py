@@ -13,6 +13,7 @@ from diffusion_policy.acceleration.config import CACHE_MODES, CacheConfig
 from diffusion_policy.acceleration.hooks import (
     BlockCacheHook,
     ConditionCacheHook,
+    DecoderPlanHook,
     HookRegistry,
     decoder_blocks,
     get_registry,
@@ -49,17 +50,24 @@ def apply_cache(policy, config: CacheConfig) -> HookRegistry | None:
         return None
     steps = update_steps_for(policy, config)
     num_steps = policy.num_inference_steps
+    for name, block_steps in steps.items():
+        if 0 not in block_steps:
+            raise ValueError(f"{name}: the first denoising step must be an update step, got {block_steps}")
     registry = install_registry(policy, config.describe())
+    block_hooks = []
     for name, block in decoder_blocks(policy.model).items():
         updates = set(steps[name])
-        update = [s in updates for s in range(num_steps)]
-        if not update[0]:
-            raise ValueError(f"{name}: the first denoising step must be an update step, got {sorted(updates)}")
-        hook = BlockCacheHook(block.forward, update, registry.state)
+        hook = BlockCacheHook(block.forward, [s in updates for s in range(num_steps)], registry.state)
         registry.override(block, "forward", lambda _original, hook=hook: hook.forward)
         registry.state.run_resets.append(hook.reset)
         registry.hooks[name] = hook
+        block_hooks.append(hook)
     model = policy.model
+    if config.fuse_cached_blocks:
+        plan = DecoderPlanHook(registry.state, block_hooks, num_steps)
+        registry.override(model.decoder, "forward", lambda _original: plan.forward)
+        registry.state.run_resets.append(plan.reset)
+        registry.hooks["decoder"] = plan
     if config.reuse_condition and model.obs_as_cond and model.n_cond_layers == 0:
         registry.hooks["condition"] = ConditionCacheHook(registry, policy)
     return registry

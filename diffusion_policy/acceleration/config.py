@@ -23,6 +23,8 @@ class CacheConfig:
     reuse_condition:   also compute once per sampling run what is exactly constant in it (obs
                        condition tokens and their cross-attention keys/values, every step's time
                        token). Lossless up to float rounding; off only for bit-exactness checks.
+    fuse_cached_blocks: run the decoder straight from the schedules, adding each run of cached
+                       blocks as one precomputed sum (float rounding only); off for bit-exact replay.
     """
 
     mode: str = "original"
@@ -32,6 +34,7 @@ class CacheConfig:
     num_caches: int = 5
     num_bu_blocks: int = 0
     reuse_condition: bool = True
+    fuse_cached_blocks: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in CACHE_MODES:

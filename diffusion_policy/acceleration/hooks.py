@@ -9,6 +9,9 @@ at the start of every sampling run (each `predict_action`).
     policy.model.forward        -> one denoising step: advance the step counter afterwards
     decoder.layers.{i}.{sa,ca,ffn}.forward
                                 -> recompute on the block's update steps, else return the cached output
+    policy.model.decoder.forward
+                                -> the same schedule, executed without per-block dispatch: due blocks
+                                   are computed, each run of cached blocks is added as one sum
     policy.model.embed_time_token / embed_obs_tokens, decoder.layers.{i}.memory_kv
                                 -> lossless: within one run the obs tokens (and their cross-attention
                                    keys/values) never change, and the time tokens of every step are
@@ -20,6 +23,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+
+from diffusion_policy.model.diffusion.decoder import DecoderContext
 
 REGISTRY_ATTR = "_bac_hooks"
 
@@ -130,12 +135,75 @@ class BlockCacheHook:
 
     def forward(self, x: torch.Tensor, ctx) -> torch.Tensor:
         if self.update[self.state.step]:
-            self.cached = self.original_forward(x, ctx)
-            self.num_computed += 1
+            self.compute(x, ctx)
+        return self.cached
+
+    def compute(self, x: torch.Tensor, ctx) -> torch.Tensor:
+        self.cached = self.original_forward(x, ctx)
+        self.num_computed += 1
         return self.cached
 
     def reset(self) -> None:
         self.cached = None
+
+
+class DecoderPlanHook:
+    """Runs the decoder straight from the block schedules, so skipped blocks cost (almost) nothing.
+
+    The residual stream after the decoder is `x + sum of block outputs`; a block that is not due
+    contributes its cached output. At each step the blocks are walked in order (SA, CA, FFN of
+    layer 0, then layer 1, ...): a due block is computed on the current stream, and each maximal run
+    of cached blocks is added as ONE tensor, the sum of their cached outputs, which is itself kept
+    until a block of the run recomputes. Same values as the block-by-block loop up to float
+    rounding of the grouped sums; the per-block hooks stay in place and share the cached outputs.
+    """
+
+    def __init__(self, state: SamplingState, hooks: list[BlockCacheHook], num_steps: int):
+        self.state = state
+        self.hooks = hooks  # in execution order
+        # plan[step]: ("compute", block index) and ("reuse", (first, last)) items, in order
+        self.plan = [self._plan_step(step) for step in range(num_steps)]
+        self.versions = [0] * len(hooks)  # bumped whenever a block recomputes
+        self.run_sums: dict[tuple[int, int], tuple[tuple[int, ...], torch.Tensor]] = {}
+
+    def _plan_step(self, step: int) -> list[tuple[str, object]]:
+        plan, run_start = [], None
+        for i, hook in enumerate(self.hooks):
+            if hook.update[step]:
+                if run_start is not None:
+                    plan.append(("reuse", (run_start, i - 1)))
+                    run_start = None
+                plan.append(("compute", i))
+            elif run_start is None:
+                run_start = i
+        if run_start is not None:
+            plan.append(("reuse", (run_start, len(self.hooks) - 1)))
+        return plan
+
+    def reset(self) -> None:
+        self.run_sums.clear()
+
+    def _run_sum(self, first: int, last: int) -> torch.Tensor:
+        versions = tuple(self.versions[first : last + 1])
+        memo = self.run_sums.get((first, last))
+        if memo is None or memo[0] != versions:
+            total = self.hooks[first].cached
+            for hook in self.hooks[first + 1 : last + 1]:
+                total = total + hook.cached
+            memo = (versions, total)
+            self.run_sums[(first, last)] = memo
+        return memo[1]
+
+    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask=None, memory_mask=None) -> torch.Tensor:
+        ctx = DecoderContext(memory, tgt_mask, memory_mask)
+        x = tgt
+        for action, item in self.plan[self.state.step]:
+            if action == "compute":
+                x = x + self.hooks[item].compute(x, ctx)
+                self.versions[item] += 1
+            else:
+                x = x + self._run_sum(*item)
+        return x
 
 
 class ConditionCacheHook:

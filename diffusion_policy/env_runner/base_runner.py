@@ -5,7 +5,8 @@ gives a factory for one raw gymnasium env and a metric function, and `EnvRunner.
 the rest:
 
 - builds a vector env of `n_envs` copies of `MultiStepWrapper(VideoRecordingWrapper(env_fn()))`
-  (AsyncVectorEnv with fork when there are >= 2 CPUs and > 1 env, else SyncVectorEnv; autoreset off);
+  (AsyncVectorEnv with fork when there are >= 2 CPUs and > 1 env, else SyncVectorEnv; autoreset off;
+  with `record_frames`, `env_fn()` is wrapped in a `FrameRecordingWrapper` first);
 - runs the episodes in chunks of `n_envs` (the last chunk is padded with repeats of its first
   episode, whose results are dropped), each episode reset with its own seed and reset options;
 - loop: obs history (B, To, ...) -> `obs_to_policy` -> `policy.predict_action` (timed) ->
@@ -15,7 +16,10 @@ the rest:
 
 `run` returns {metrics..., f"{prefix}sim_video_{seed}": mp4 path (recorded episodes),
 "episode_rewards": [per-step reward array per episode, in `episodes` order],
-"timing": {"predict_action_s": [seconds per predict_action call]}}.
+"timing": {"predict_action_s": [seconds per predict_action call]}}, and with `record_frames=True`
+"episode_frames": [every env step of each episode, in `episodes` order] (see FrameRecordingWrapper;
+`render_frames=True` adds an `env.render()` frame per step). Both flags may also be set as
+attributes before the first `run` (the task runners built from a cfg do not take them).
 """
 
 import os
@@ -30,6 +34,7 @@ import torch
 import tqdm
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
+from diffusion_policy.gym_util.frame_recording_wrapper import FrameRecordingWrapper
 from diffusion_policy.gym_util.multistep_wrapper import MultiStepWrapper
 from diffusion_policy.gym_util.video_recording_wrapper import VideoRecordingWrapper
 
@@ -125,6 +130,8 @@ class EnvRunner:
         steps_per_render: int | None = None,
         tqdm_interval_sec: float = 5.0,
         dummy_env_fn: Callable[[], gymnasium.Env] | None = None,
+        record_frames: bool = False,
+        render_frames: bool = False,
     ):
         if not episodes:
             raise ValueError(f"{name}: no episodes to run; set n_train and/or n_test > 0")
@@ -145,10 +152,14 @@ class EnvRunner:
         self.obs_to_policy = obs_to_policy or default_obs_to_policy
         self.name = name
         self.tqdm_interval_sec = tqdm_interval_sec
+        self.record_frames = record_frames
+        self.render_frames = render_frames
         self._vector_env: gymnasium.vector.VectorEnv | None = None
 
     # ----- environments -----
     def _wrap(self, env: gymnasium.Env) -> gymnasium.Env:
+        if self.record_frames:
+            env = FrameRecordingWrapper(env, render=self.render_frames)
         env = VideoRecordingWrapper(env, fps=self.fps, crf=self.crf, steps_per_render=self.steps_per_render)
         return MultiStepWrapper(env, self.n_obs_steps, self.n_action_steps, max_episode_steps=self.max_steps)
 
@@ -216,7 +227,7 @@ class EnvRunner:
         device = getattr(policy, "device", torch.device("cpu"))
         dtype = getattr(policy, "dtype", torch.float32)
         n_chunks = -(-len(self.episodes) // self.n_envs)
-        rewards, infos, videos, timings = [], [], [], []
+        rewards, infos, videos, timings, frames = [], [], [], [], []
         for chunk_idx in range(n_chunks):
             specs = self.episodes[chunk_idx * self.n_envs : (chunk_idx + 1) * self.n_envs]
             n_real = len(specs)
@@ -256,6 +267,8 @@ class EnvRunner:
             rewards += [np.asarray(r, dtype=np.float64) for r in envs.call("get_rewards")[:n_real]]
             infos += list(envs.call("get_last_info")[:n_real])
             videos += list(envs.call("finish_video")[:n_real])
+            if self.record_frames:
+                frames += list(envs.call("get_episode_frames")[:n_real])
 
         results = {}
         for prefix in dict.fromkeys(spec.prefix for spec in self.episodes):
@@ -267,4 +280,6 @@ class EnvRunner:
                 results[f"{spec.prefix}sim_video_{spec.seed}"] = video
         results["episode_rewards"] = rewards
         results["timing"] = {"predict_action_s": timings}
+        if self.record_frames:
+            results["episode_frames"] = frames
         return results

@@ -1,0 +1,110 @@
+"""The main job on the bundled default: schedules, then evaluation in every cache mode, then a table.
+
+    python scripts/run_default.py            # short CPU-friendly run
+    python scripts/run_default.py --full     # 50 test episodes per mode, as reported
+
+Uses the project-trained checkpoint under checkpoint/ and its schedules under assets/ (computed
+first if they are not shipped). Results go to results/default/<mode>/ (eval_results.json,
+benchmark_results.json) plus results/default/summary.{json,md} and a plot.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from diffusion_policy.acceleration import CacheConfig
+from diffusion_policy.activation_utils.calibrate import compute_optimal_schedules
+from diffusion_policy.activation_utils.schedule_files import optimal_steps_dir
+from diffusion_policy.env_runner.evaluate import EvalSettings, evaluate_checkpoint, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoint" / "lift_lowdim" / "latest.ckpt"
+DEFAULT_ASSETS = REPO_ROOT / "assets" / "lift_lowdim"
+
+
+@dataclass
+class JobSettings:
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    assets_dir: Path = DEFAULT_ASSETS
+    output_dir: Path = REPO_ROOT / "results" / "default"
+    n_test: int = 6
+    n_envs: int | None = None
+    device: str = "cpu"
+    metric: str = "cosine"
+    num_caches: int = 10
+    num_bu_blocks: int = 3
+    cache_threshold: int = 5
+    skip_video: bool = True
+    seed: int = 0
+
+
+def job_configs(settings: JobSettings) -> dict[str, CacheConfig]:
+    steps_dir = str(optimal_steps_dir(settings.assets_dir, settings.metric))
+    return {
+        "original": CacheConfig("original"),
+        "threshold": CacheConfig("threshold", cache_threshold=settings.cache_threshold),
+        "optimal": CacheConfig("optimal", optimal_steps_dir=steps_dir, metric=settings.metric,
+                               num_caches=settings.num_caches, num_bu_blocks=settings.num_bu_blocks),
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    header = "| mode | success | episodes | latency (ms) | speedup | GFLOPs / predict_action | action Hz |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['mode']} | {r['success']:.2f} | {r['episodes']} | {r['latency_ms']:.1f} | "
+                     f"{r['speedup']:.2f}x | {r['gflops']:.3f} | {r['hz']:.1f} |")
+    return "\n".join(lines)
+
+
+def run_default_job(settings: JobSettings) -> list[dict]:
+    """Compute (or reuse) schedules, evaluate each mode, write and return the comparison rows."""
+    if not settings.checkpoint.is_file():
+        raise FileNotFoundError(f"bundled checkpoint {settings.checkpoint} is missing; restore it with "
+                                "`git checkout -- checkpoint/` or train it (see checkpoint/README.md)")
+    configs = job_configs(settings)
+    compute_optimal_schedules(str(settings.checkpoint), str(settings.assets_dir), device=settings.device,
+                              num_caches_list=(5, settings.num_caches), metrics=(settings.metric,))
+    eval_settings = EvalSettings(n_test=settings.n_test, n_train=0, n_envs=settings.n_envs,
+                                 skip_video=settings.skip_video, seed=settings.seed)
+    rows = []
+    for mode, config in configs.items():
+        logger.info("evaluating %s (%d test episodes)", mode, settings.n_test)
+        results, bench, out = evaluate_checkpoint(str(settings.checkpoint), str(settings.output_dir / mode), config,
+                                                  device=settings.device, settings=eval_settings)
+        rows.append({
+            "mode": mode, **config.describe(), "success": results["mean_score"], "episodes": results["n_episodes"],
+            "latency_ms": bench["latency"]["median_ms"], "latency_original_ms": bench["latency_original"]["median_ms"],
+            "speedup": bench["speedup"], "gflops": bench["flops_per_predict_action"] / 1e9,
+            "hz": bench["action_frequency_hz"], "results_dir": str(out),
+        })
+    write_json_atomic(settings.output_dir / "summary.json", {"checkpoint": str(settings.checkpoint), "rows": rows})
+    (settings.output_dir / "summary.md").write_text(format_table(rows) + "\n")
+    plot_summary(rows, settings.output_dir / "success_vs_speedup.png")
+    return rows
+
+
+def plot_summary(rows: list[dict], path: Path) -> Path:
+    """Success against speedup, one point per mode."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5), dpi=120)
+    ax = fig.add_subplot()
+    for r in rows:
+        ax.scatter(r["speedup"], r["success"], s=60)
+        ax.annotate(r["mode"], (r["speedup"], r["success"]), textcoords="offset points", xytext=(6, 4))
+    ax.set_xlabel("speedup vs original (same run)")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.set_title("BAC on the bundled default")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+    return path
+

@@ -1,0 +1,84 @@
+"""Collect policy rollouts as a LeRobot dataset, with or without BAC acceleration.
+
+    python scripts/collect_lerobot_data.py --checkpoint CKPT --output_dir datas/lerobot/kitchen \
+        --num_episodes 100 --device cuda:0 --use_bac --cache_mode optimal \
+        --optimal_steps_dir assets/kitchen/optimal_steps/cosine --num_caches 5 --num_bu_blocks 3
+
+Episode i runs with env seed `--seed + i`. Every finished episode is committed at once, so an
+interrupted run keeps its episodes and `--resume` continues after them with the same seeds.
+Without --use_bac the policy runs uncached, whatever --cache_mode says.
+`--format legacy` writes the original BAC layout (episodes/, episodes_data.parquet) instead of
+LeRobotDataset v3.0 (load it with `LeRobotDataset(repo_id, root=OUTPUT_DIR)`).
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # eval_fast_diffusion_policy, a sibling script
+
+from eval_fast_diffusion_policy import add_cache_arguments, cache_config_from_args
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-c", "--checkpoint", required=True)
+    parser.add_argument("-o", "--output_dir", required=True, help="e.g. datas/lerobot/<task>")
+    parser.add_argument("-n", "--num_episodes", type=int, required=True, help="episodes the dataset should hold")
+    parser.add_argument("-d", "--device", default="cpu")
+    parser.add_argument("--use_bac", action="store_true", help="accelerate the policy with --cache_mode")
+    add_cache_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="episode i uses env seed SEED + i")
+    parser.add_argument("--fps", type=int, default=None, help="dataset fps (default: the env's control rate)")
+    parser.add_argument("--no_video", action="store_true",
+                        help="store no video (lowdim tasks: no rendered view; image tasks: no camera observations)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted collection in --output_dir")
+    parser.add_argument("--format", choices=("lerobot", "legacy"), default="lerobot")
+    parser.add_argument("--n_envs", type=int, default=None, help="parallel environments (default: the checkpoint's)")
+    parser.add_argument("--max_steps", type=int, default=None, help="env steps per episode (default: the checkpoint's)")
+    parser.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    parser.add_argument("--trust_checkpoint", action="store_true", help="allow arbitrary pickled code (unsafe)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from diffusion_policy.acceleration import CacheConfig
+    from diffusion_policy.common.checkpoint import CheckpointError
+    from diffusion_policy.data_collection.collect import (
+        CollectSettings,
+        collect_rollouts,
+    )
+
+    try:
+        if args.use_bac:
+            cache_config = cache_config_from_args(args)
+            if cache_config.mode == "original":
+                print("warning: --use_bac with --cache_mode original: the policy runs uncached", file=sys.stderr)
+        else:
+            cache_config = CacheConfig(mode="original")
+        settings = CollectSettings(num_episodes=args.num_episodes, seed=args.seed, fps=args.fps,
+                                   no_video=args.no_video, resume=args.resume, format=args.format,
+                                   n_envs=args.n_envs, max_steps=args.max_steps,
+                                   num_inference_steps=args.num_inference_steps)
+        summary = collect_rollouts(args.checkpoint, args.output_dir, cache_config, settings, device=args.device,
+                                   trust_checkpoint=args.trust_checkpoint)
+    except (CheckpointError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: the committed episodes are kept; rerun with --resume to continue {args.output_dir}",
+              file=sys.stderr)
+        return 130
+    total = summary.episodes_before + summary.episodes_written
+    rate = f"{summary.successes}/{summary.episodes_written} successful" if summary.episodes_written else "none new"
+    print(f"task {summary.task}  mode {cache_config.mode}  {summary.episodes_written} episodes written ({rate}), "
+          f"{summary.frames_written} frames at {summary.fps} fps in {summary.seconds:.1f} s")
+    print(f"{args.output_dir} holds {total} episodes ({args.format} format)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
