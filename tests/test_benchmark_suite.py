@@ -1,0 +1,327 @@
+"""Benchmark suite: planning per filter, missing checkpoints, skip-existing, local and Ray execution,
+and the aggregated table, on a fake checkpoint tree with a fake eval command."""
+
+import csv
+import importlib.util
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load_script(name: str):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+suite = load_script("benchmark_suite")
+agg = load_script("aggregate_results")
+
+# Stands in for scripts/eval_fast_diffusion_policy.py: same flags, writes both result files with the
+# score parsed from the checkpoint name (latest: 0.5), logs each call, fails for --cache_mode threshold
+# when the checkpoint path contains "can_mh".
+FAKE_EVAL = textwrap.dedent('''
+    import argparse, json, pathlib, re, sys
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint"); p.add_argument("-o"); p.add_argument("--cache_mode")
+    args, _ = p.parse_known_args()
+    here = pathlib.Path(__file__).parent
+    with open(here / "calls.txt", "a") as f:
+        f.write(args.o + "\\n")
+    print("fake eval", args.cache_mode)
+    if args.cache_mode == "threshold" and "can_mh" in args.checkpoint and (here / "fail_threshold").exists():
+        sys.exit(3)
+    m = re.search(r"test_mean_score=([0-9.]+)\\.ckpt", args.checkpoint)
+    score = float(m.group(1)) if m else 0.5
+    speedup = {"original": 1.0, "threshold": 2.0, "optimal": 3.0}[args.cache_mode]
+    out = pathlib.Path(args.o); out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_results.json").write_text(json.dumps({"mean_score": score, "cache": {"mode": args.cache_mode}}))
+    (out / "benchmark_results.json").write_text(json.dumps({
+        "cache": {"mode": args.cache_mode}, "speedup": speedup, "latency": {"median_ms": 100 / speedup},
+        "latency_original": {"median_ms": 100.0}, "flops_per_predict_action": 1e9 / speedup,
+        "flops_per_predict_action_original": 1e9, "action_frequency_hz": 80 * speedup}))
+''')
+
+
+def touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    """A fake checkpoint tree (empty .ckpt files) and schedules; cwd = tmp_path.
+
+    can_ph: train_0 complete, train_1 without latest.ckpt, no train_2;  can_mh: train_0 complete;
+    kitchen: train_0..2 complete, no schedule;  lift_lowdim: flat bundled checkpoint;  the rest absent.
+    """
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "checkpoint"
+    scored = ["epoch=0100-test_mean_score=0.900.ckpt", "epoch=0250-test_mean_score=1.000.ckpt",
+              "epoch=0300-test_mean_score=1.000.ckpt"]
+    for seed, names in ((0, scored + ["latest.ckpt"]), (1, scored)):
+        for name in names:
+            touch(ckpt / f"can_ph/diffusion_policy_transformer/train_{seed}/checkpoints/{name}")
+    for name in ("epoch=0050-test_mean_score=0.600.ckpt", "latest.ckpt"):
+        touch(ckpt / f"can_mh/diffusion_policy_transformer/train_0/checkpoints/{name}")
+        for seed in range(3):
+            touch(ckpt / f"low_dim/kitchen/diffusion_policy_transformer/train_{seed}/checkpoints/{name}")
+    touch(ckpt / "lift_lowdim/lift_lowdim_transformer.ckpt")
+    for task in ("can_ph", "can_mh", "lift_lowdim"):
+        touch(tmp_path / f"assets/{task}/optimal_steps/cosine/num_caches_5.json")
+    fake = tmp_path / "fake_eval.py"
+    fake.write_text(FAKE_EVAL)
+    return tmp_path
+
+
+def fake_command(tree: Path) -> list[str]:
+    return [sys.executable, str(tree / "fake_eval.py")]
+
+
+def planned_dirs(text: str) -> set[str]:
+    """The -o of every command a dry run printed."""
+    dirs = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if "-o" in parts:
+            dirs.add(parts[parts.index("-o") + 1])
+    return dirs
+
+
+def runs_of(task: str, seeds, kinds=("max", "latest"), modes=("original", "threshold", "optimal")) -> set[str]:
+    return {f"results/{task}/train_{s}/{k}/{m}" for s in seeds for k in kinds for m in modes}
+
+
+CAN_PH = runs_of("can_ph", [0]) | runs_of("can_ph", [1], kinds=["max"])
+CAN_MH = runs_of("can_mh", [0])
+KITCHEN = runs_of("kitchen", [0, 1, 2], modes=["original", "threshold"])  # no schedule: optimal left out
+LIFT_LOWDIM = runs_of("lift_lowdim", [0], kinds=["max"])  # flat: one checkpoint, no latest.ckpt
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], CAN_PH | CAN_MH | KITCHEN | LIFT_LOWDIM),
+    (["--ph_only"], CAN_PH),
+    (["--mh_only"], CAN_MH),
+    (["--lowdim_only"], KITCHEN | LIFT_LOWDIM),
+    (["--task", "can_ph"], CAN_PH),
+    (["--task", "kitchen,can_mh"], KITCHEN | CAN_MH),
+])
+def test_dry_run_lists_the_planned_runs_for_each_filter(tree, capsys, flags, expected):
+    assert suite.main(["run", "--device", "cuda:0", "--dry_run", *flags]) == 0
+    out = capsys.readouterr().out
+    assert planned_dirs(out) == expected
+    assert f"planned: {len(expected)} run(s) to do, 0 already done" in out
+    assert not (tree / "results").exists()  # a dry run writes nothing
+
+
+def test_command_of_one_run(tree):
+    options = suite.EvalOptions(skip_video=True, num_caches=5, num_bu_blocks=3, n_test=2, max_steps=10)
+    plan = suite.plan_runs(device="cuda:0", tasks=["can_ph"], seeds=[0], ckpt_kinds=["max"], modes=["optimal"],
+                           options=options)
+    (run,) = plan.runs
+    assert run.name == "can_ph/train_0/max/optimal"
+    best = "checkpoint/can_ph/diffusion_policy_transformer/train_0/checkpoints/epoch=0300-test_mean_score=1.000.ckpt"
+    assert list(run.command[2:]) == [
+        "--checkpoint", best, "-o", "results/can_ph/train_0/max/optimal", "--device", "cuda:0",
+        "--cache_mode", "optimal", "--optimal_steps_dir", "assets/can_ph/optimal_steps/cosine", "--metric", "cosine",
+        "--num_caches", "5", "--num_bu_blocks", "3", "--n_test", "2", "--max_steps", "10", "--seed", "0",
+        "--skip_video",
+    ]
+    assert run.log_path == "results/can_ph/train_0/max/optimal/run.log"
+
+
+def test_epochs_kind_adds_every_scored_checkpoint(tree):
+    plan = suite.plan_runs(tasks=["can_ph"], seeds=[0], ckpt_kinds=["epochs"], modes=["original"])
+    assert [r.name for r in plan.runs] == [f"can_ph/train_0/epoch_{e}/original" for e in ("0100", "0250", "0300")]
+
+
+def test_missing_checkpoints_are_listed_once(tree, capsys):
+    assert suite.main(["run", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    missing = lines[1:lines.index(next(line for line in lines if line.startswith("planned:")))]
+    assert lines[0] == f"missing ({len(missing)}):"
+    for task in ("lift_ph", "lift_mh", "square_ph", "square_mh", "transport_ph", "transport_mh", "tool_hang_ph",
+                 "block_pushing"):
+        assert sum(line.strip().startswith(f"{task}:") for line in missing) == 1, task
+    assert sum("can_ph train_1: no latest.ckpt" in line for line in missing) == 1
+    for task, seed in (("can_ph", 2), ("can_mh", 1), ("can_mh", 2)):
+        assert sum(f"{task} train_{seed}: no directory" in line for line in missing) == 1
+    assert sum("kitchen: no schedule" in line for line in missing) == 1
+    assert sum("lift_lowdim train_0: no latest.ckpt" in line for line in missing) == 1
+    assert len(missing) == 14
+    assert not any("pusht" in line for line in missing)  # optional task: silent when absent
+
+
+def test_bad_filters_give_one_error_line(tree, capsys):
+    assert suite.main(["run", "--task", "nope", "--dry_run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown task(s) nope; known:") and "\n" not in err
+    assert suite.main(["run", "--task", "kitchen", "--ph_only", "--dry_run"]) == 2
+    assert "no task matches" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        suite.main(["run", "--ph_only", "--mh_only"])
+
+
+def test_schedules_plan_uses_train_0_max_and_skips_done(tree, capsys):
+    plan = suite.plan_schedules(device="cuda:0", num_caches=[5, 8], metrics=["cosine"])
+    assert [r.name for r in plan.runs] == ["can_ph", "can_mh", "kitchen", "lift_lowdim"]
+    kitchen = plan.runs[2]
+    assert list(kitchen.command[2:]) == [
+        "-c", "checkpoint/low_dim/kitchen/diffusion_policy_transformer/train_0/checkpoints/"
+        "epoch=0050-test_mean_score=0.600.ckpt", "-o", "assets/kitchen", "-d", "cuda:0",
+        "--num_caches", "5,8", "--metrics", "cosine"]
+    for path in ("num_caches_5.json", "num_caches_8.json", "bubbling_union.json"):
+        (tree / "assets/kitchen/optimal_steps/cosine" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tree / "assets/kitchen/optimal_steps/cosine" / path).write_text("{}")
+    plan = suite.plan_schedules(tasks=["kitchen"], num_caches=[5, 8], metrics=["cosine"])
+    assert [r.name for r in plan.done] == ["kitchen"] and not plan.runs
+    forced = suite.plan_schedules(tasks=["kitchen"], num_caches=[5, 8], metrics=["cosine"], force_recompute=True)
+    assert [r.name for r in forced.runs] == ["kitchen"] and "--force_recompute" in forced.runs[0].command
+    assert suite.main(["schedules", "--lowdim_only", "--dry_run"]) == 0
+    assert "block_pushing: no checkpoints" in capsys.readouterr().out
+
+
+def write_result(run_dir: Path, score, speedup=1.0, flops=1e9, hz=80.0, cache=None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = cache or {"mode": run_dir.name}
+    (run_dir / "eval_results.json").write_text(json.dumps({"mean_score": score, "cache": cache}))
+    (run_dir / "benchmark_results.json").write_text(json.dumps({
+        "cache": cache, "speedup": speedup, "latency": {"median_ms": 100.0 / speedup},
+        "latency_original": {"median_ms": 100.0}, "flops_per_predict_action": flops,
+        "flops_per_predict_action_original": 1e9, "action_frequency_hz": hz}))
+
+
+def test_existing_results_are_skipped_and_failures_reported(tree):
+    write_result(tree / "results/can_mh/train_0/max/original", 0.6)
+    (tree / "results/can_mh/train_0/latest/original").mkdir(parents=True)
+    (tree / "results/can_mh/train_0/latest/original/eval_results.json").write_text("{corrupt")  # re-run
+    (tree / "fail_threshold").touch()
+    plan = suite.plan_runs(tasks=["can_mh"], eval_command=fake_command(tree))
+    assert [r.name for r in plan.done] == ["can_mh/train_0/max/original"]
+    assert len(plan.runs) == 5
+
+    lines = []
+    outcomes = suite.run_plan(plan.runs, jobs=2, report=lines.append)
+    calls = (tree / "calls.txt").read_text().split()
+    assert sorted(calls) == sorted(r.output_dir for r in plan.runs)  # the existing run was not re-run
+    failed = sorted(o.name for o in outcomes if not o.ok)
+    assert failed == ["can_mh/train_0/latest/threshold", "can_mh/train_0/max/threshold"]
+    assert all(o.returncode == 3 for o in outcomes if not o.ok) and len(lines) == 5
+    for run in plan.runs:  # every run's output went to its own log, next to its results
+        assert "fake eval" in Path(run.log_path).read_text()
+    rerun = next(r for r in plan.runs if r.name == "can_mh/train_0/latest/original")
+    assert suite.is_complete(rerun)  # the corrupt result was replaced
+    assert json.loads(Path(rerun.expected[0]).read_text())["mean_score"] == 0.5
+
+    (tree / "fail_threshold").unlink()
+    again = suite.plan_runs(tasks=["can_mh"], eval_command=fake_command(tree))
+    assert sorted(r.name for r in again.runs) == failed  # restartable: only the failed runs are left
+
+
+def test_cli_exit_code_and_summary(tree, monkeypatch, capsys):
+    monkeypatch.setattr(suite, "default_eval_command", lambda: fake_command(tree))
+    (tree / "fail_threshold").touch()
+    assert suite.main(["run", "--task", "can_mh", "--jobs", "2", "--no_plots"]) == 1
+    out = capsys.readouterr().out
+    assert "done: 4 ok, 2 failed, 0 skipped" in out
+    assert out.count("FAILED") == 2 + 2  # progress lines + the final list
+    rows = list(csv.DictReader(open(tree / "results/summary.csv")))
+    assert [(r["task"], r["mode"]) for r in rows] == [("can_mh", "original"), ("can_mh", "optimal")]
+    (tree / "fail_threshold").unlink()
+    assert suite.main(["run", "--task", "can_mh", "--no_plots"]) == 0
+    assert "done: 2 ok, 0 failed, 4 skipped" in capsys.readouterr().out
+
+
+def test_ray_backend_runs_two_tiny_runs(tree):
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ray[default]' (the dist extra)")
+    plan = suite.plan_runs(tasks=["can_mh"], ckpt_kinds=["max"], modes=["original", "optimal"],
+                           eval_command=fake_command(tree))
+    assert len(plan.runs) == 2
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        outcomes = suite.run_plan(plan.runs, backend="ray", report=lambda line: None)
+    finally:
+        ray.shutdown()
+    assert sorted(o.name for o in outcomes) == ["can_mh/train_0/max/optimal", "can_mh/train_0/max/original"]
+    assert all(o.ok for o in outcomes)
+    assert all(suite.is_complete(run) for run in plan.runs)
+
+
+def test_ray_backend_without_ray_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(RuntimeError, match=r"pip install 'ray\[default\]'"):
+        suite.run_plan([suite.PlannedRun("x", ("true",), ".", "x.log", (), ".")], backend="ray")
+
+
+def test_last_n_score_takes_the_last_ten_checkpoints():
+    R = agg.RunRecord
+    records = [R("t", 0, f"epoch_{e:04d}", "original", mean_score=float(e)) for e in range(1, 12)]
+    records.append(R("t", 0, "latest", "original", mean_score=100.0))
+    assert agg.last_n_score(records) == pytest.approx((sum(range(3, 12)) + 100.0) / 10)
+    assert agg.last_n_score([R("t", 0, "latest", "original", mean_score=0.7)]) == pytest.approx(0.7)
+    assert agg.last_n_score([R("t", 0, "max", "original", mean_score=0.7)]) is None
+
+
+def test_aggregation_of_hand_made_results(tmp_path, capsys):
+    res = tmp_path / "results"
+    optimal = {"mode": "optimal", "metric": "cosine", "num_caches": 5, "num_bu_blocks": 3}
+    for seed, (mx, latest) in enumerate([(1.0, 0.9), (0.8, 0.7)]):
+        write_result(res / f"can_ph/train_{seed}/max/original", mx)
+        write_result(res / f"can_ph/train_{seed}/latest/original", latest)
+    for seed, (mx, latest, speedup) in enumerate([(1.0, 0.8, 3.0), (0.9, 0.6, 2.0)]):
+        for kind, score in (("max", mx), ("latest", latest)):
+            write_result(res / f"can_ph/train_{seed}/{kind}/optimal", score, speedup, flops=4e8, hz=80 * speedup,
+                         cache=optimal)
+    # kitchen: one seed, last-10 over two epochs + latest; a corrupt benchmark file, a run without files
+    write_result(res / "kitchen/train_0/epoch_0100/threshold", 0.2, 2.0)
+    write_result(res / "kitchen/train_0/epoch_0200/threshold", 0.4, 2.0)
+    write_result(res / "kitchen/train_0/latest/threshold", 0.6, 2.0)
+    write_result(res / "kitchen/train_0/max/threshold", 0.5, 2.0)
+    (res / "kitchen/train_0/max/threshold/benchmark_results.json").write_text("{not json")
+    (res / "kitchen/train_1/max/threshold").mkdir(parents=True)
+    (res / "kitchen/train_1/max/threshold/run.log").write_text("crashed")
+    (res / "benchmark_inference.json").write_text("{}")  # other files in results/ are ignored
+
+    warnings = []
+    rows = agg.aggregate(res, warn=warnings.append)
+    assert len(rows) == 3 and len(warnings) == 3
+    assert any("kitchen/train_0/max/threshold/benchmark_results.json is unreadable" in w for w in warnings)
+    assert sum("kitchen/train_1/max/threshold/" in w and "is missing" in w for w in warnings) == 2
+
+    table = {(r["task"], r["mode"]): r for r in csv.DictReader(open(res / "summary.csv"))}
+    assert list(table) == [("can_ph", "original"), ("can_ph", "optimal"), ("kitchen", "threshold")]
+    expected = {  # by hand: mean and population std over the seeds
+        ("can_ph", "original"): dict(success_max=0.9, success_max_std=0.1, success_last10=0.8,
+                                     success_last10_std=0.1, speedup=1.0, flops_per_chunk=1e9,
+                                     action_frequency_hz=80.0, n_runs=4),
+        ("can_ph", "optimal"): dict(success_max=0.95, success_max_std=0.05, success_last10=0.7,
+                                    success_last10_std=0.1, speedup=2.5, latency_ms=41.6666667,
+                                    flops_per_chunk=4e8, action_frequency_hz=200.0, n_runs=4),
+        ("kitchen", "threshold"): dict(success_max=0.5, success_max_std=0.0, success_last10=0.4,
+                                       success_last10_std=0.0, speedup=2.0, n_runs=4),
+    }
+    for key, values in expected.items():
+        for column, value in values.items():
+            assert float(table[key][column]) == pytest.approx(value), (key, column)
+    assert table[("can_ph", "optimal")]["cache"] == "optimal cosine k=5 bu=3"
+    assert table[("kitchen", "threshold")]["n_seeds_max"] == "1"
+
+    md = (res / "summary.md").read_text()
+    assert "| can_ph | optimal | optimal cosine k=5 bu=3 | 0.950 ± 0.050 (2) | 0.700 ± 0.100 (2) | 2.50× |" in md
+    for name in ("summary_success_vs_speedup.png", "summary_modes.png"):
+        assert (res / name).read_bytes().startswith(PNG_MAGIC)
+    assert not list(res.glob(".*.tmp"))
+
+    assert agg.main([str(res), "--no_plots"]) == 0
+    assert "| kitchen | threshold |" in capsys.readouterr().out
+    assert agg.main([str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
