@@ -106,8 +106,10 @@ class _NoAutoresetSyncVectorEnv(SyncVectorEnv):
 class EnvRunner:
     """Runs `episodes` of `env_fn()` with a policy; see the module docstring.
 
-    Beyond the shared API: `steps_per_render` (default max(20 // fps, 1)), `tqdm_interval_sec`,
-    and `dummy_env_fn`, a cheap env (same spaces) that AsyncVectorEnv builds in the parent process
+    Beyond the shared API: `n_latency_steps` (the env keeps n_obs_steps + n_latency_steps
+    observations, the policy sees the oldest n_obs_steps, and the first n_latency_steps actions of
+    each chunk are dropped, as in the original), `steps_per_render` (default max(20 // fps, 1)),
+    `tqdm_interval_sec`, and `dummy_env_fn`, a cheap env (same spaces) that AsyncVectorEnv builds in the parent process
     to read the spaces instead of a full `env_fn()`. Subclasses may override `env_action`.
     The vector env is built on the first `run` and kept until `close()`.
     """
@@ -132,6 +134,7 @@ class EnvRunner:
         dummy_env_fn: Callable[[], gymnasium.Env] | None = None,
         record_frames: bool = False,
         render_frames: bool = False,
+        n_latency_steps: int = 0,
     ):
         if not episodes:
             raise ValueError(f"{name}: no episodes to run; set n_train and/or n_test > 0")
@@ -140,7 +143,8 @@ class EnvRunner:
         self.dummy_env_fn = dummy_env_fn
         self.episodes = list(episodes)
         self.metric_fn = metric_fn
-        self.n_obs_steps = n_obs_steps
+        self.n_obs_steps = n_obs_steps  # what the policy sees
+        self.n_latency_steps = n_latency_steps
         self.n_action_steps = n_action_steps
         self.max_steps = max_steps
         self.n_envs = min(n_envs or len(self.episodes), len(self.episodes))
@@ -161,7 +165,8 @@ class EnvRunner:
         if self.record_frames:
             env = FrameRecordingWrapper(env, render=self.render_frames)
         env = VideoRecordingWrapper(env, fps=self.fps, crf=self.crf, steps_per_render=self.steps_per_render)
-        return MultiStepWrapper(env, self.n_obs_steps, self.n_action_steps, max_episode_steps=self.max_steps)
+        return MultiStepWrapper(env, self.n_obs_steps + self.n_latency_steps, self.n_action_steps,
+                                max_episode_steps=self.max_steps)
 
     def _make_env(self) -> gymnasium.Env:
         return self._wrap(self.env_fn())
@@ -197,7 +202,14 @@ class EnvRunner:
     # ----- policy I/O (subclasses may override) -----
     def env_action(self, action_dict: dict) -> np.ndarray:
         """The (B, Ta, Da) chunk to execute from `policy.predict_action`'s output."""
-        return action_dict["action"].detach().to("cpu").numpy()
+        return action_dict["action"].detach().to("cpu").numpy()[:, self.n_latency_steps :]
+
+    def policy_input(self, obs: np.ndarray | dict) -> dict:
+        """Batched env history (B, To + latency, ...) -> the policy's obs_dict (oldest To steps)."""
+        To = self.n_obs_steps
+        if isinstance(obs, dict):
+            return self.obs_to_policy({key: value[:, :To] for key, value in obs.items()})
+        return self.obs_to_policy(obs[:, :To])
 
     def _video_path(self, spec: EpisodeSpec) -> str | None:
         if self.skip_video or not spec.record_video:
@@ -212,14 +224,15 @@ class EnvRunner:
         """
         if spec is None:
             spec = next((s for s in self.episodes if s.prefix == "test/"), self.episodes[0])
-        env = MultiStepWrapper(self.env_fn(), self.n_obs_steps, self.n_action_steps, max_episode_steps=self.max_steps)
+        env = MultiStepWrapper(self.env_fn(), self.n_obs_steps + self.n_latency_steps, self.n_action_steps,
+                               max_episode_steps=self.max_steps)
         try:
             obs, _ = env.reset(seed=spec.seed, options=spec.reset_options)
         finally:
             env.close()
         if isinstance(obs, dict):
-            return self.obs_to_policy({key: np.asarray(value)[None] for key, value in obs.items()})
-        return self.obs_to_policy(np.asarray(obs)[None])  # (1, To, ...)
+            return self.policy_input({key: np.asarray(value)[None] for key, value in obs.items()})
+        return self.policy_input(np.asarray(obs)[None])  # (1, To, ...)
 
     # ----- rollout -----
     def run(self, policy) -> dict:
@@ -248,7 +261,7 @@ class EnvRunner:
             while not done.all():
                 obs_dict = {
                     key: torch.as_tensor(value).to(device=device, dtype=dtype)
-                    for key, value in self.obs_to_policy(obs).items()
+                    for key, value in self.policy_input(obs).items()
                 }
                 with torch.no_grad():
                     start = time.perf_counter()

@@ -2,7 +2,6 @@
 
 import functools
 
-import numpy as np
 
 from diffusion_policy.env.pusht.pusht_keypoints_env import PushTKeypointsEnv
 from diffusion_policy.env_runner.base_runner import EnvRunner, max_reward_metric, seeded_episodes
@@ -54,29 +53,20 @@ class PushTKeypointsRunner(EnvRunner):
             keypoint_visible_rate=keypoint_visible_rate,
             agent_keypoints=agent_keypoints,
         )
-        self.policy_n_obs_steps = n_obs_steps
-        self.n_latency_steps = n_latency_steps
         super().__init__(
             output_dir,
             env_fn=env_fn,
             episodes=seeded_episodes(n_train, n_train_vis, train_start_seed, n_test, n_test_vis, test_start_seed),
             metric_fn=max_reward_metric,
-            n_obs_steps=n_obs_steps + n_latency_steps,
+            n_obs_steps=n_obs_steps,
+            n_latency_steps=n_latency_steps,
             n_action_steps=n_action_steps,
             max_steps=max_steps,
             n_envs=n_envs,
             fps=fps,
             crf=crf,
             skip_video=skip_video,
-            obs_to_policy=self.keypoint_obs_to_policy,
             name="PushTKeypointsRunner",
             steps_per_render=max(int(10 // fps), 1),  # Push-T runs at 10 Hz
             tqdm_interval_sec=tqdm_interval_sec,
         )
-
-    def keypoint_obs_to_policy(self, obs: np.ndarray) -> dict:
-        """(B, To + latency, Do) -> {'obs': (B, To, Do)}, dropping the newest `n_latency_steps`."""
-        return {"obs": obs[:, : self.policy_n_obs_steps].astype(np.float32)}
-
-    def env_action(self, action_dict: dict) -> np.ndarray:
-        return super().env_action(action_dict)[:, self.n_latency_steps :]

@@ -72,31 +72,25 @@ class RobomimicLowdimRunner(EnvRunner):
         )
         self.env_meta = env_meta
         self.abs_action = abs_action
-        self.policy_n_obs_steps = n_obs_steps
-        self.n_latency_steps = n_latency_steps
         super().__init__(
             output_dir,
             env_fn,
             episodes,
             max_reward_metric,
-            n_obs_steps=n_obs_steps + n_latency_steps,
+            n_obs_steps=n_obs_steps,
+            n_latency_steps=n_latency_steps,
             n_action_steps=n_action_steps,
             max_steps=max_steps,
             n_envs=n_envs,
             fps=fps,
             crf=crf,
             skip_video=skip_video,
-            obs_to_policy=self.obs_to_policy,
             name=f"{env_meta['env_name']}Lowdim",
             tqdm_interval_sec=tqdm_interval_sec,
         )
 
-    def obs_to_policy(self, obs: np.ndarray) -> dict:
-        """(B, To + latency, Do) history -> {'obs': (B, To, Do)}, the oldest To steps."""
-        return {"obs": obs[:, : self.policy_n_obs_steps].astype(np.float32)}
-
     def env_action(self, action_dict: dict) -> np.ndarray:
-        action = super().env_action(action_dict)[:, self.n_latency_steps :]  # (B, Ta, Da)
+        action = super().env_action(action_dict)  # (B, Ta, Da)
         return self.undo_transform_action(action) if self.abs_action else action
 
     def undo_transform_action(self, action: np.ndarray) -> np.ndarray:
