@@ -14,11 +14,8 @@ LeRobotDataset v3.0 (load it with `LeRobotDataset(repo_id, root=OUTPUT_DIR)`).
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # eval_fast_diffusion_policy, a sibling script
-
-from eval_fast_diffusion_policy import add_cache_arguments, cache_config_from_args
+from diffusion_policy.acceleration.cli import add_cache_arguments, cache_config_from_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
