@@ -38,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--num_inference_steps", type=int, default=None)
     p.add_argument("-o", "--output", default="results/benchmark_inference.json")
     p.add_argument("--trust_checkpoint", action="store_true")
+    p.add_argument("--no_torch_reference", action="store_true",
+                   help="skip the row of the original computation (torch.nn.TransformerDecoder)")
     return p.parse_args(argv)
 
 
@@ -75,15 +77,16 @@ def main(argv=None) -> int:
                       "cpu": platform.processor() or platform.machine(), "batches": {}}
             for batch_size in args.batch_sizes:
                 obs = reference_obs(policy, cfg, batch_size)
-                rows = summarize(compare_modes(policy, obs, configs, args.repeats, args.warmup),
-                                 policy.n_action_steps)
+                results = compare_modes(policy, obs, configs, args.repeats, args.warmup,
+                                        torch_reference=not args.no_torch_reference)
+                rows = summarize(results, policy.n_action_steps)
                 report["batches"][str(batch_size)] = rows
                 print(f"\nbatch {batch_size} ({policy.num_inference_steps} denoising steps, "
                       f"{torch.get_num_threads()} threads, {args.device})")
-                print(f"{'mode':<22}{'median ms':>11}{'p90 ms':>9}{'speedup':>9}{'GFLOPs':>9}"
+                print(f"{'mode':<26}{'median ms':>11}{'p90 ms':>9}{'speedup':>9}{'GFLOPs':>9}"
                       f"{'blocks':>8}{'Hz':>8}{'rel err':>9}")
                 for r in rows:
-                    print(f"{r['label']:<22}{r['latency_median_ms']:>11.1f}{r['latency_p90_ms']:>9.1f}"
+                    print(f"{r['label']:<26}{r['latency_median_ms']:>11.1f}{r['latency_p90_ms']:>9.1f}"
                           f"{r['speedup']:>8.2f}x{r['flops'] / 1e9:>9.3f}{r['block_evaluations']:>8}"
                           f"{r['action_hz']:>8.1f}{r['action_rel_error']:>9.4f}")
     except (CheckpointError, FileNotFoundError, ValueError) as err:

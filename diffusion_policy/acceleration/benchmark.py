@@ -60,6 +60,21 @@ def count_flops(policy, obs: dict) -> int:
     return int(counter.get_total_flops())
 
 
+def with_torch_decoder(policy):
+    """A copy of `policy` whose decoder is torch.nn.TransformerDecoder with the same weights, as in
+    the original implementation (the state_dict keys are the same)."""
+    reference = copy.deepcopy(policy)
+    layer = reference.model.decoder.layers[0]
+    d_model, n_head = layer.self_attn.embed_dim, layer.self_attn.num_heads
+    torch_layer = torch.nn.TransformerDecoderLayer(
+        d_model, n_head, layer.linear1.out_features, dropout=layer.dropout.p, activation="gelu",
+        batch_first=True, norm_first=True)
+    decoder = torch.nn.TransformerDecoder(torch_layer, num_layers=len(reference.model.decoder.layers))
+    decoder.load_state_dict(reference.model.decoder.state_dict())
+    reference.model.decoder = decoder.to(policy.device).eval()
+    return reference
+
+
 def _generator(policy, seed: int) -> torch.Generator:
     return torch.Generator(device=policy.device).manual_seed(seed)
 
@@ -71,8 +86,13 @@ def compare_modes(
     repeats: int = 20,
     warmup: int = 3,
     seed: int = 0,
+    torch_reference: bool = False,
 ) -> dict[str, ModeResult]:
-    """Benchmark `configs` (label -> CacheConfig; must include an 'original' mode) on one observation."""
+    """Benchmark `configs` (label -> CacheConfig; must include an 'original' mode) on one observation.
+
+    `torch_reference` adds the uncached policy with its decoder run by `torch.nn.TransformerDecoder`
+    (same weights): the original Diffusion Policy's computation, as the speed reference.
+    """
     if not any(c.mode == "original" for c in configs.values()):
         raise ValueError("compare_modes needs an 'original' config as the baseline")
     policies, results = {}, {}
@@ -81,6 +101,11 @@ def compare_modes(
         apply_cache(mode_policy, config)
         policies[label] = mode_policy
         results[label] = ModeResult(label, config.describe())
+    if torch_reference:
+        label = "original (torch decoder)"
+        policies[label] = with_torch_decoder(policy)
+        results[label] = ModeResult(label, {"mode": "original", "decoder": "torch.nn.TransformerDecoder"})
+        configs = {**configs, label: CacheConfig("original")}
 
     # Action error under the same noise, FLOPs and block evaluations of one call.
     reference_label = next(label for label, c in configs.items() if c.mode == "original")
@@ -88,7 +113,7 @@ def compare_modes(
     for label, mode_policy in policies.items():
         actions[label] = timed_predict_action(mode_policy, obs, _generator(mode_policy, seed))[0]["action_pred"]
         results[label].flops = count_flops(mode_policy, obs)
-        steps = update_steps_for(policy, configs[label])
+        steps = update_steps_for(policy, configs[label])  # the reference row counts as original
         results[label].block_evaluations = sum(len(s) for s in steps.values())
     reference = actions[reference_label]
     for label, action in actions.items():
