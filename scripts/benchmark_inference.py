@@ -94,6 +94,16 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from diffusion_policy.activation_visualization.plots import plot_speed_vs_error
+
+    for batch_size, rows in report["batches"].items():
+        records = [  # cached modes; 'num_caches' labels a point (threshold: its update period)
+            {"mode": r["mode"], "num_caches": r.get("num_caches", r.get("cache_threshold")),
+             "speedup": r["speedup"], "action_error": r["action_rel_error"]}
+            for r in rows if r["mode"] != "original"
+        ]
+        if records:
+            print(f"plot: {plot_speed_vs_error(records, out.with_name(f'{out.stem}_b{batch_size}_speed_vs_error.png'))}")
     tmp_out = out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(report, indent=2))
     tmp_out.replace(out)

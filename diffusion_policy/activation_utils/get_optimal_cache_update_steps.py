@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-o", "--output_dir", required=True, help="e.g. assets/<task>")
     parser.add_argument("-d", "--device", default="cpu", help="cpu or cuda:0")
     parser.add_argument("--num_caches", type=_int_list, default=[5, 8, 10, 20], help="e.g. 5,8,10,20")
-    parser.add_argument("--metrics", type=_metric_list, default=["cosine", "l1", "mse"], help="e.g. cosine,l1,mse")
+    parser.add_argument("--metrics", type=_metric_list, default=["cosine"], help="e.g. cosine,l1,mse (default cosine)")
     parser.add_argument("--num_bu_blocks", type=int, default=3, help="BU blocks highlighted in the plots")
     parser.add_argument("--force_recompute", action="store_true", help="record activations and recompute all files")
     parser.add_argument("--calibration", choices=("env", "dataset"), default="env",
