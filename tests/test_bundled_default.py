@@ -71,7 +71,7 @@ def test_two_run_sweep_on_the_bundled_default(tmp_path):
     suite = load_script("benchmark_suite")
     plan = suite.plan_runs(
         checkpoint_root=str(REPO / "checkpoint"), results_dir=str(tmp_path / "results"),
-        assets_dir=str(REPO / "assets"), tasks=("lift_lowdim",), seeds=(0,), ckpt_kinds=("max",),
+        assets_dir=str(REPO / "assets"), tasks=("lift_lowdim",), seeds=(0,), ckpt_kinds=("latest",),
         modes=("original", "threshold"),
         options=suite.EvalOptions(skip_video=True, n_test=1, n_train=0, n_envs=1, max_steps=8),
     )

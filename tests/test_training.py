@@ -259,3 +259,11 @@ def test_shipped_configs_resolve_and_fit_their_classes(config_name, task):
     assert runner.n_obs_steps == cfg.n_obs_steps and runner.n_action_steps == cfg.n_action_steps
     assert cfg.task_name == task
     assert np.isclose(cfg.optimizer.learning_rate, 1e-4) and cfg.ema.power == 0.75
+
+
+def test_last_epoch_is_checkpointed_between_periods(tmp_path):
+    overrides = ["training.num_epochs=3", "dataloader.batch_size=32", "training.max_train_steps=2",
+                 "training.max_val_steps=1", "training.checkpoint_every=5"]
+    train(toy_cfg("lowdim", overrides), output_dir=str(tmp_path))
+    # epoch 0 by the period, then epoch 2 because it is the last one
+    assert read_checkpoint(tmp_path / "checkpoints" / "latest.ckpt").pickles["epoch"] == 3

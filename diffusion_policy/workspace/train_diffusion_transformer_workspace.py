@@ -153,9 +153,10 @@ class TrainDiffusionTransformerWorkspace(BaseWorkspace):
                     finished_epoch = self.epoch
                     self.global_step += 1
                     self.epoch += 1
-                    if every(finished_epoch, training.checkpoint_every) or self.epoch == training.num_epochs:
+                    last_epoch = self.epoch == training.num_epochs
+                    if every(finished_epoch, training.checkpoint_every) or (training.checkpoint_every and last_epoch):
                         # saved after the increments: a resumed run starts with the next epoch;
-                        # the last epoch is always saved
+                        # with checkpointing on, the last epoch is always saved
                         self._save_checkpoints(cfg, step_log, topk_manager)
         finally:
             wandb_run.finish()
