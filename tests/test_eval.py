@@ -72,3 +72,19 @@ def test_optimal_without_steps_dir_is_refused(task_checkpoint, capsys):
     _, ckpt, _ = task_checkpoint
     assert eval_script.main(["--checkpoint", str(ckpt), "--cache_mode", "optimal"]) == 2
     assert "--optimal_steps_dir" in capsys.readouterr().err
+
+
+def test_runner_falls_back_to_the_cfg_task_name_without_the_dataset(tmp_path):
+    """A checkpoint trained on a dataset file this machine lacks still evaluates (test episodes)."""
+    from diffusion_policy.common.checkpoint import load_checkpoint
+    from diffusion_policy.env_runner.factory import make_env_runner
+
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt", "lift_lowdim", ("task.dataset_path=data/elsewhere/demos.hdf5",))
+    _, cfg = load_checkpoint(ckpt)
+    from omegaconf import open_dict
+
+    with open_dict(cfg):  # as in checkpoints written before the runner config named its task
+        del cfg.task.env_runner["task_name"]
+    runner = make_env_runner(cfg, str(tmp_path), n_test=1, n_train=0)
+    obs = runner.first_observation()
+    assert obs["obs"].shape == (1, cfg.n_obs_steps, 19)

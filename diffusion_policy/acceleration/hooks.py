@@ -224,19 +224,18 @@ class ConditionCacheHook:
 
     def reset(self) -> None:
         self.time_tokens: torch.Tensor | None = None  # (N, 1, E), one per denoising step
-        self.timestep_values: list[int] = []
         self.obs_tokens: torch.Tensor | None = None  # (B, To, E)
         self.obs_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def embed_time(self, timesteps: torch.Tensor) -> torch.Tensor:
+        # Step i of a sampling run denoises at scheduler.timesteps[i] (the sampling loop iterates
+        # them in order), so the token is looked up by step index: no device-to-host sync per step.
         step = self.state.step
         if self.time_tokens is None:
             # All steps' time tokens in one batched pass (token-wise encoder: same values).
-            all_t = self.scheduler.timesteps.to(timesteps.device)
-            self.time_tokens = self._embed_time(all_t)  # (N, 1, E)
-            self.timestep_values = all_t.tolist()
-        if step >= len(self.timestep_values) or int(timesteps[0]) != self.timestep_values[step]:
-            return self._embed_time(timesteps)  # called outside the scheduler's loop: compute
+            self.time_tokens = self._embed_time(self.scheduler.timesteps.to(timesteps.device))  # (N, 1, E)
+        if step >= self.time_tokens.shape[0]:
+            return self._embed_time(timesteps)  # beyond the scheduler's steps: compute
         return self.time_tokens[step : step + 1].expand(timesteps.shape[0], -1, -1)
 
     def embed_obs(self, cond: torch.Tensor) -> torch.Tensor:

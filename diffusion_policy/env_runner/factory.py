@@ -26,5 +26,9 @@ def make_env_runner(cfg: DictConfig, output_dir: str, **overrides: Any):
         if key not in accepted:
             raise ValueError(f"{runner_cls.__name__} has no option '{key}'")
         runner_cfg[key] = value
+    if "task_name" in accepted and runner_cfg.get("task_name") is None and cfg.task.get("task_name"):
+        # Lets a robomimic runner build its task from built-in defaults when the checkpoint's
+        # dataset file is absent (original task configs name the task in task.task_name).
+        runner_cfg["task_name"] = str(cfg.task.task_name)
     runner_cfg["output_dir"] = str(output_dir)
     return hydra.utils.instantiate(runner_cfg)
