@@ -254,7 +254,8 @@ class EnvRunner:
             done = np.zeros(self.n_envs, dtype=bool)
             pbar = tqdm.tqdm(
                 total=self.max_steps,
-                desc=f"Eval {self.name} {chunk_idx + 1}/{n_chunks}",
+                desc=f"Eval {self.name} episodes {chunk_idx * self.n_envs + 1}-"
+                f"{chunk_idx * self.n_envs + n_real} of {len(self.episodes)} (env steps)",
                 leave=False,
                 mininterval=self.tqdm_interval_sec,
             )
