@@ -15,10 +15,10 @@ from diffusion_policy.common.sampler import SequenceSampler, downsample_mask, ge
 from diffusion_policy.model.common.normalizer import LinearNormalizer
 
 
-class BaseLowdimDataset(Dataset):
-    """Interface of low-dimensional (state) datasets."""
+class BaseDataset(Dataset):
+    """Interface of every training dataset: samples, normalizer, validation split."""
 
-    def get_validation_dataset(self) -> "BaseLowdimDataset":
+    def get_validation_dataset(self) -> "BaseDataset":
         raise NotImplementedError
 
     def get_normalizer(self, mode: str = "limits", **kwargs) -> LinearNormalizer:
@@ -34,23 +34,12 @@ class BaseLowdimDataset(Dataset):
         raise NotImplementedError
 
 
-class BaseImageDataset(Dataset):
-    """Interface of image (+ low-dim) observation datasets."""
+class BaseLowdimDataset(BaseDataset):
+    """Low-dimensional (state) datasets: items {'obs': (T, Do), 'action': (T, Da)}."""
 
-    def get_validation_dataset(self) -> "BaseImageDataset":
-        raise NotImplementedError
 
-    def get_normalizer(self, mode: str = "limits", **kwargs) -> LinearNormalizer:
-        raise NotImplementedError
-
-    def get_all_actions(self) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def __getitem__(self, idx: int) -> dict:
-        raise NotImplementedError
+class BaseImageDataset(BaseDataset):
+    """Image (+ low-dim) datasets: items {'obs': {key: (T, ...)}, 'action': (T, Da)}."""
 
 
 class ReplaySequenceMixin:

@@ -158,18 +158,9 @@ class SingleFieldLinearNormalizer(_ParamsDictModule):
     """Normalizer for one field: `params_dict = {scale, offset, input_stats: {min,max,mean,std}}`."""
 
     @torch.no_grad()
-    def fit(
-        self,
-        data: ArrayLike,
-        last_n_dims: int = 1,
-        dtype: torch.dtype = torch.float32,
-        mode: str = "limits",
-        output_max: float = 1.0,
-        output_min: float = -1.0,
-        range_eps: float = 1e-4,
-        fit_offset: bool = True,
-    ) -> None:
-        self.params_dict = _fit(data, last_n_dims, dtype, mode, output_max, output_min, range_eps, fit_offset)
+    def fit(self, data: ArrayLike, **kwargs) -> None:
+        """Fit on `data`; kwargs as `_fit` (last_n_dims, dtype, mode, output_max/min, range_eps, fit_offset)."""
+        self.params_dict = _fit(data, **kwargs)
 
     @classmethod
     def create_fit(cls, data: ArrayLike, **kwargs) -> "SingleFieldLinearNormalizer":
