@@ -9,28 +9,38 @@ import torch
 
 from diffusion_policy.acceleration import CacheConfig, apply_cache, cache_report
 from diffusion_policy.common.checkpoint import load_checkpoint
-from diffusion_policy.default_job import DEFAULT_ASSETS, DEFAULT_CHECKPOINT
+from diffusion_policy.default_job import DEFAULT_CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def readme_command() -> str:
-    """The last `python train.py ...` command of checkpoint/README.md (the one that wrote the file)."""
+SHIPPED = sorted(p.parent.name for p in (REPO / "checkpoint").glob("*/latest.ckpt"))
+
+
+def readme_command(task: str) -> str:
+    """The last `python train.py ...` command of checkpoint/README.md's section on `task`'s checkpoint
+    (the command that wrote the file)."""
     text = (REPO / "checkpoint" / "README.md").read_text().replace("\\\n", " ")
-    commands = re.findall(r"python train\.py .*$", text, re.M)
-    assert commands, "checkpoint/README.md states no `python train.py ...` command"
+    sections = re.split(r"^## ", text, flags=re.MULTILINE)
+    section = next((s for s in sections if s.startswith(f"Reproduce `{task}/latest.ckpt`")), None)
+    assert section is not None, f"checkpoint/README.md has no '## Reproduce `{task}/latest.ckpt`' section"
+    commands = re.findall(r"python train\.py .*$", section, re.MULTILINE)
+    assert commands, f"checkpoint/README.md states no `python train.py ...` command for {task}"
     return commands[-1]
 
 
-@pytest.fixture(scope="module")
-def default_policy():
-    policy, cfg = load_checkpoint(DEFAULT_CHECKPOINT)
-    return policy, cfg
+def test_the_default_is_shipped():
+    assert DEFAULT_CHECKPOINT.parent.name in SHIPPED
 
 
-def test_shipped_checkpoint_matches_its_readme_row(default_policy):
-    policy, cfg = default_policy
-    args = shlex.split(readme_command())
+@pytest.mark.parametrize("task", SHIPPED)
+def test_shipped_checkpoint_matches_its_readme_row(task):
+    policy, cfg = load_checkpoint(REPO / "checkpoint" / task / "latest.ckpt")
+    assert cfg.task.name == task
+    row = next((line for line in (REPO / "checkpoint" / "README.md").read_text().splitlines()
+                if line.startswith(f"| `{task}/latest.ckpt`")), None)
+    assert row is not None, f"checkpoint/README.md has no table row for {task}/latest.ckpt"
+    args = shlex.split(readme_command(task))
     overrides = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("--"))
     assert f"--config-name={cfg.name}_workspace" in args
     checks = {
@@ -51,11 +61,13 @@ def test_shipped_checkpoint_matches_its_readme_row(default_policy):
     # the architecture the README states is the one in the file
     assert len(policy.model.decoder.layers) == int(overrides["policy.model.n_layer"])
     assert policy.num_inference_steps == 100 and type(policy.noise_scheduler).__name__ == "DDPMScheduler"
+    assert f"{cfg.training.num_epochs} epochs" in row, "the README row states another epoch count"
 
 
-def test_shipped_schedules_fit_the_checkpoint(default_policy):
-    policy, _ = default_policy
-    apply_cache(policy, CacheConfig("optimal", optimal_steps_dir=str(DEFAULT_ASSETS), num_caches=10,
+@pytest.mark.parametrize("task", SHIPPED)
+def test_shipped_schedules_fit_the_checkpoint(task):
+    policy, _ = load_checkpoint(REPO / "checkpoint" / task / "latest.ckpt")
+    apply_cache(policy, CacheConfig("optimal", optimal_steps_dir=str(REPO / "assets" / task), num_caches=10,
                                     num_bu_blocks=3))
     obs = {"obs": torch.zeros(1, policy.n_obs_steps, policy.obs_dim)}
     with torch.no_grad():
