@@ -142,8 +142,11 @@ class ReplayBuffer:
             kwargs = {"compressor": compressors[key]} if key in compressors else {}
             data_group.array(key, array, chunks=chunks.get(key, _default_chunks(array.shape, array.dtype)), **kwargs)
 
-    def save_to_path(self, path: str, chunks: dict | None = None, compressors: dict | None = None) -> str:
-        """Save as a zarr directory, or a zip file if `path` ends with `.zip`; replaces `path` atomically."""
+    def save_to_path(self, path: str, chunks: dict | None = None, compressors: dict | None = None,
+                     attrs: dict | None = None) -> str:
+        """Save as a zarr directory, or a zip file if `path` ends with `.zip`; replaces `path` atomically.
+
+        `attrs` go to the root group's attributes (e.g. how the data was made)."""
         path = os.path.expanduser(str(path))
         tmp_path = f"{path}.tmp-{os.getpid()}"
         if path.endswith(".zip"):
@@ -152,6 +155,8 @@ class ReplayBuffer:
         store = _open_store(tmp_path, "w")
         try:
             self.save_to_store(store, chunks=chunks, compressors=compressors)
+            if attrs:
+                zarr.group(store=store).attrs.update(attrs)
         except BaseException:
             if isinstance(store, zarr.ZipStore):
                 store.close()

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffusion_policy.demos.expert import ScriptedExpert
+
 BLOCK_XY = (slice(0, 2), slice(3, 5))  # obs slices of block 0 / block 1 position
 EFFECTOR_XY = slice(6, 8)
 EFFECTOR_TARGET_XY = slice(8, 10)
@@ -54,19 +56,12 @@ class BlockPushStyle:
         )
 
 
-class BlockPushExpert:
+class BlockPushExpert(ScriptedExpert):
     """`act(obs (16,)) -> action (2,)`; call `reset()` at the start of every episode."""
 
-    def __init__(self, rng: np.random.Generator | None = None):
-        self.rng = rng if rng is not None else np.random.default_rng()
-        self.reset()
+    style_class = BlockPushStyle
 
-    def reset(self, rng: np.random.Generator | None = None) -> None:
-        """Start a new episode with a new style (drawn from `rng` if given, which then replaces
-        the expert's generator)."""
-        if rng is not None:
-            self.rng = rng
-        self.style = BlockPushStyle.sample(self.rng)
+    def start_episode(self) -> None:
         self.plan = None  # [(block index, target index)] in pushing order
         self.delivered = set()  # indices into plan of the blocks already in their targets
         self.stage = 0  # index into plan of the block being handled

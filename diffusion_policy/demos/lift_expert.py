@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffusion_policy.demos.expert import ScriptedExpert
+
 OSC_MAX_POS_DELTA = 0.05  # m per step at action 1 (robosuite's OSC_POSE output_max)
 OSC_MAX_ROT_DELTA = 0.5  # rad per step at action 1
 GRIPPER_OPEN, GRIPPER_CLOSED = -1.0, 1.0
@@ -90,7 +92,7 @@ class LiftEpisodeStyle:
         )
 
 
-class LiftExpert:
+class LiftExpert(ScriptedExpert):
     """Phase machine (approach -> descend -> grasp -> lift) over robomimic Lift observations;
     `act(obs)` -> (7,) OSC_POSE delta action.
 
@@ -98,16 +100,9 @@ class LiftExpert:
     `robot0_eef_pos` (3,); `robot0_eef_quat` (4,) xyzw.
     """
 
-    def __init__(self, rng: np.random.Generator | None = None):
-        self.rng = rng if rng is not None else np.random.default_rng()
-        self.reset()
+    style_class = LiftEpisodeStyle
 
-    def reset(self, rng: np.random.Generator | None = None) -> None:
-        """Start a new episode with a new style (drawn from `rng` if given, which then replaces
-        the expert's generator)."""
-        if rng is not None:
-            self.rng = rng
-        self.style = LiftEpisodeStyle.sample(self.rng)
+    def start_episode(self) -> None:
         self.phase = "approach"
         self.phase_steps = 0
         self.grasp_yaw = None  # fixed once the descent starts

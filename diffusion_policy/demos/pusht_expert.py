@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from shapely.geometry import LineString, Point, Polygon
 
+from diffusion_policy.demos.expert import ScriptedExpert
 from diffusion_policy.env.pusht.keypoints import BLOCK_LOCAL_KEYPOINTS, keypoints_to_world
 
 GOAL_POSE = np.array([256.0, 256.0, np.pi / 4])  # gym-pusht's goal: block origin x, y, angle
@@ -326,23 +327,19 @@ def transit_waypoints(agent_pos, goal, block_pose, clearance: float = 6.0) -> li
     return waypoints + path[::-1]
 
 
-class PushTExpert:
+class PushTExpert(ScriptedExpert):
     """Closed-loop expert: `act(agent_pos, agent_vel, block_pose)` -> (2,) target position.
 
     `gave_up` turns True after `max_plans` planning rounds (each costs ~0.5 s of CPU), which only
     episodes stuck in a corner need; the collector then abandons the episode."""
 
-    def __init__(self, rng: np.random.Generator | None = None, max_plans: int = 60):
-        self.rng = rng if rng is not None else np.random.default_rng()
-        self.max_plans = max_plans
-        self.reset()
+    style_class = PushTEpisodeStyle
 
-    def reset(self, rng: np.random.Generator | None = None) -> None:
-        """Start a new episode with a new style (drawn from `rng` if given, which then replaces
-        the expert's generator)."""
-        if rng is not None:
-            self.rng = rng
-        self.style = PushTEpisodeStyle.sample(self.rng)
+    def __init__(self, rng: np.random.Generator | None = None, max_plans: int = 60):
+        self.max_plans = max_plans
+        super().__init__(rng)
+
+    def start_episode(self) -> None:
         self.planner = PushTPlanner(self.style, self.rng)
         self.push = None
         self.waypoints = []  # transit to the push start; its last entry is the start

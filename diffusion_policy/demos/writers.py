@@ -18,7 +18,6 @@ import shutil
 
 import h5py
 import numpy as np
-import zarr
 
 from diffusion_policy.common.replay_buffer import ReplayBuffer
 
@@ -102,24 +101,4 @@ def write_replay_zarr(
     buffer = ReplayBuffer.create_empty_numpy()
     for episode in episodes:
         buffer.add_episode(episode)
-    tmp_path = f"{path}.tmp-{os.getpid()}" + (".zip" if path.endswith(".zip") else "")
-    _remove(tmp_path)
-    store = zarr.ZipStore(tmp_path, mode="w") if path.endswith(".zip") else zarr.DirectoryStore(tmp_path)
-    try:
-        buffer.save_to_store(store, compressors=compressors)
-        zarr.group(store=store).attrs.update(metadata or {})
-        if isinstance(store, zarr.ZipStore):
-            store.close()
-        if os.path.isdir(path):  # a directory cannot be replaced in one rename: move the old one aside
-            old_path = f"{path}.old-{os.getpid()}"
-            os.replace(path, old_path)
-            os.replace(tmp_path, path)
-            shutil.rmtree(old_path)
-        else:
-            os.replace(tmp_path, path)
-    except BaseException:
-        if isinstance(store, zarr.ZipStore):
-            store.close()
-        _remove(tmp_path)
-        raise
-    return path
+    return buffer.save_to_path(path, compressors=compressors, attrs=metadata)
