@@ -585,9 +585,30 @@ def _plan_from_args(args) -> Plan:
                      args.seeds, args.ckpt_kinds, args.modes, options, force=args.force)
 
 
+def check_args(args) -> None:
+    """One-line ValueError for the first flag outside its range (before anything is planned or run)."""
+    from diffusion_policy.common.validation import check_device, check_range
+
+    if not args.dry_run:  # a dry run may plan for another machine's devices
+        check_device(args.device)
+    check_range("--jobs", args.jobs, 1, allow_none=False)
+    if args.cpus_per_run <= 0:
+        raise ValueError(f"--cpus_per_run must be > 0, got {args.cpus_per_run}")
+    if args.command == "run":
+        check_range("--num_caches", args.num_caches, 1, allow_none=False)
+        check_range("--num_bu_blocks", args.num_bu_blocks, 0, allow_none=False)
+        check_range("--cache_threshold", args.cache_threshold, 1, allow_none=False)
+        check_range("--n_test", args.n_test, 0)
+        check_range("--n_train", args.n_train, 0)
+        check_range("--n_envs", args.n_envs, 1)
+        check_range("--max_steps", args.max_steps, 1)
+        check_range("--num_inference_steps", args.num_inference_steps, 1)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        check_args(args)
         plan = _plan_from_args(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -48,6 +48,7 @@ def main(argv=None) -> int:
         CollectSettings,
         collect_rollouts,
     )
+    from diffusion_policy.data_collection.storage import DirectoryBusyError
 
     try:
         if args.use_bac:
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
                                    num_inference_steps=args.num_inference_steps)
         summary = collect_rollouts(args.checkpoint, args.output_dir, cache_config, settings, device=args.device,
                                    trust_checkpoint=args.trust_checkpoint)
-    except (CheckpointError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (CheckpointError, FileNotFoundError, FileExistsError, ValueError, DirectoryBusyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

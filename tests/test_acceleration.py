@@ -7,6 +7,7 @@ from diffusers import DDPMScheduler
 from diffusion_policy.acceleration import CacheConfig, apply_cache, cache_report, remove_cache, update_steps_for
 from diffusion_policy.activation_utils.collect import record_block_outputs
 from diffusion_policy.activation_utils.schedule_builder import build_schedule_assets
+from diffusion_policy.common.checkpoint import weights_fingerprint
 from diffusion_policy.activation_utils.schedule_files import ScheduleMismatchError
 from diffusion_policy.model.common.normalizer import LinearNormalizer
 from diffusion_policy.model.diffusion.decoder import DecoderContext
@@ -139,7 +140,8 @@ def build_schedules(policy, obs, tmp_path, num_caches=(3, 5)):
                           num_layers=len(policy.model.decoder.layers),
                           scheduler={"class": "DDPMScheduler", "num_train_timesteps": N_STEPS,
                                      "num_inference_steps": N_STEPS},
-                          checkpoint_sha256="0" * 64, make_plots=False)
+                          checkpoint_sha256="0" * 64, model_fingerprint=weights_fingerprint(policy),
+                          make_plots=False)
     return activations
 
 

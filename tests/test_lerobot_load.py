@@ -1,20 +1,17 @@
 """Datasets from LeRobotDatasetWriter load in real lerobot 0.4.4 (`LeRobotDataset(repo_id, root=...)`,
 offline), which is the proof that the v3.0 files are right.
 
-lerobot pins torch < 2.11, so it runs in its own virtualenv, built once (about 30 s, from PyPI) at
-$BAC_LEROBOT_VENV or ~/.cache/bac-lerobot-venv on top of this environment's packages (torch 2.13
-etc.) with lerobot's remaining pins. The tests skip, saying why, when it cannot be built. Decoding
+lerobot pins torch < 2.11, so it runs in its own virtualenv at $BAC_LEROBOT_VENV or
+~/.cache/bac-lerobot-venv, built by `bash scripts/build_lerobot_env.sh` (CPU torch 2.13 and fully
+pinned packages; .ci/run builds it). Without it these tests skip, naming that command. Decoding
 video frames needs torchcodec, which needs FFmpeg 5.1 libraries (Debian: libavcodec59
 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 libavfilter8); without them the
 decoding test skips and the others still run.
 """
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +28,7 @@ from test_lerobot_writer import (
 )
 
 VENV_DIR = Path(os.environ.get("BAC_LEROBOT_VENV", Path.home() / ".cache" / "bac-lerobot-venv"))
-NO_DEPS = ["lerobot==0.4.4", "torchvision==0.28.0", "torchcodec==0.13.0"]  # their pins clash with torch 2.13
-WITH_DEPS = [
-    "datasets>=4,<5",
-    "deepdiff>=7.0.1,<9",
-    "jsonlines>=4,<5",
-    "huggingface-hub==0.35.*",
-    "av==15.*",
-    "draccus==0.10.0",
-    "accelerate>=1.10,<2",
-]
+REQUIREMENTS = Path(__file__).resolve().parents[1] / "scripts" / "lerobot_env" / "requirements.txt"
 
 CHECK_SCRIPT = r"""
 import json, sys
@@ -78,6 +66,8 @@ for name, job in spec["datasets"].items():
         "features": {k: {"dtype": v["dtype"], "shape": list(v["shape"])} for k, v in ds.features.items()},
         "video_keys": ds.meta.video_keys,
         "episode_bounds": [[e["dataset_from_index"], e["dataset_to_index"]] for e in ds.meta.episodes],
+        "meta_total_episodes": ds.meta.total_episodes,
+        "hf_rows": len(ds.hf_dataset) if ds.hf_dataset is not None else None,
         "stats_action_mean": ds.meta.stats["action"]["mean"].tolist(),
         "rows": {i: {k: plain(v) for k, v in ds.hf_dataset[i].items()} for i in job["indices"]},
     }
@@ -93,36 +83,22 @@ with open(spec["out"], "w") as f:
 """
 
 
-def build_lerobot_venv() -> Path:
-    """Python of the lerobot virtualenv, built if missing; pytest.skip if it cannot be built."""
+def lerobot_python() -> Path:
+    """Python of the lerobot cross-check environment; a visible skip, naming the command that builds
+    it, when it is missing or was built from other pins (tests never download anything)."""
     python = VENV_DIR / "bin" / "python"
-    marker = VENV_DIR / "bac-requirements.json"
-    wanted = json.dumps({"no_deps": NO_DEPS, "with_deps": WITH_DEPS, "python": sys.version})
-    VENV_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(VENV_DIR.parent / f".{VENV_DIR.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time
-        if python.exists() and marker.exists() and marker.read_text() == wanted:
-            return python
-        shutil.rmtree(VENV_DIR, ignore_errors=True)
-        steps = [
-            [sys.executable, "-m", "venv", "--system-site-packages", str(VENV_DIR)],
-            [str(python), "-m", "pip", "install", "-q", "--no-deps", *NO_DEPS],
-            [str(python), "-m", "pip", "install", "-q", *WITH_DEPS],
-        ]
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=900)
-            if done.returncode != 0:
-                shutil.rmtree(VENV_DIR, ignore_errors=True)
-                last_line = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-                pytest.skip(f"cannot build the lerobot virtualenv ({' '.join(step[:4])} ...): {last_line}")
-        marker.write_text(wanted)
+    marker = VENV_DIR / "bac-requirements.txt"
+    pins = REQUIREMENTS.read_text()
+    if not (python.exists() and marker.exists() and marker.read_text().startswith(pins)):
+        pytest.skip(f"the lerobot cross-check environment {VENV_DIR} is not built or is outdated; "
+                    "build it with: bash scripts/build_lerobot_env.sh")
     return python
 
 
 @pytest.fixture(scope="module")
 def lerobot_results(tmp_path_factory) -> dict:
     """Writes several datasets, loads them all with lerobot in one subprocess, returns what it saw."""
-    python = build_lerobot_venv()
+    python = lerobot_python()
     base = tmp_path_factory.mktemp("lerobot_load")
     roots = {}
 
@@ -219,8 +195,11 @@ def test_lerobot_loads_lowdim_items(lerobot_results):
 
 
 def test_lerobot_loads_interrupted_and_resumed_datasets(lerobot_results):
-    killed = lerobot_results["killed"]
+    killed = lerobot_results["killed"]  # read by lerobot right after the kill, before any resume
     assert killed["len"] == sum(LENGTHS[:2]) and killed["num_episodes"] == 2
+    # what lerobot loads agrees with the totals: no episode row, no data row of the unfinished episode
+    assert len(killed["episode_bounds"]) == killed["meta_total_episodes"] == 2
+    assert killed["hf_rows"] == killed["len"]
     assert killed["rows"]["14"]["episode_index"] == 1 and killed["rows"]["14"]["frame_index"] == 8
     resumed = lerobot_results["resumed"]
     assert resumed["len"] == sum(LENGTHS[:2]) + 4 and resumed["num_episodes"] == 3

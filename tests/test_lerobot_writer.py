@@ -428,6 +428,17 @@ def replace_or_die(src, dst):
     real_replace(src, dst)
 
 if fmt == "lerobot":
+    import diffusion_policy.data_collection.lerobot_v3 as lerobot_v3
+    real_exchange = lerobot_v3.exchange_paths
+
+    def exchange_then_die(a, b):
+        # kill_at 7: SIGKILL right after the third episode's directory swap, before the cleanup
+        swapped = real_exchange(a, b)
+        if writer.num_episodes == 2 and kill_at == 7:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return swapped
+
+    lerobot_v3.exchange_paths = exchange_then_die
     writer = make_writer(root)
 else:
     writer = LegacyDatasetWriter(root, 10, make_features(4, 2, cameras={{"cam": (64, 64)}}))
@@ -439,8 +450,19 @@ for episode, length in enumerate(LENGTHS):
 os.kill(os.getpid(), signal.SIGKILL)  # committed all three, then killed before finalize()
 """
 
-# one camera: lerobot replaces video, data, episodes, stats, info; legacy metadata.json, parquet, summary
-KILL_POINTS = [("lerobot", k) for k in range(1, 7)] + [("legacy", k) for k in range(1, 5)]
+# one camera: lerobot replaces video, data, episodes, stats, info in its staging copy, then swaps it
+# in (7: killed just after the swap); legacy replaces metadata.json, parquet, summary
+KILL_POINTS = [("lerobot", k) for k in range(1, 8)] + [("legacy", k) for k in range(1, 5)]
+
+
+def assert_raw_files_agree(root: Path, episodes: int) -> None:
+    """What LeRobotDataset reads, read as it reads it: every row of every episodes and data parquet
+    file (no filtering by info.json), and the totals of info.json: all must agree."""
+    info = json.loads((root / "meta/info.json").read_text())
+    episode_rows = sum(pq.read_metadata(p).num_rows for p in root.glob("meta/episodes/*/*.parquet"))
+    data_rows = sum(pq.read_metadata(p).num_rows for p in root.glob("data/*/*.parquet"))
+    assert info["total_episodes"] == episode_rows == episodes
+    assert info["total_frames"] == data_rows == sum(LENGTHS[:episodes])
 
 
 def run_and_kill(tmp_path: Path, fmt: str, kill_at: int) -> Path:
@@ -466,13 +488,14 @@ def test_kill_during_commit_keeps_finished_episodes(tmp_path, fmt, kill_at):
     committed = 3 if kill_at > last_replace else 2
 
     if fmt == "lerobot":
+        assert_raw_files_agree(root, committed)  # right after the kill, before any resume
         contents = read_lerobot_dataset(root)
         assert contents.info["total_episodes"] == committed
         assert contents.data.num_rows == sum(LENGTHS[:committed])
         with make_writer(root, resume=True) as writer:
             assert writer.num_episodes == committed
             write_episode(writer, committed, 4)  # an episode unlike the killed one
-        assert not list(root.rglob("*.bac-tmp"))
+        assert not list(root.rglob("*.bac-tmp")) and not list(root.parent.glob(".*.bac-staging"))
         contents = read_lerobot_dataset(root)
         assert [e["length"] for e in contents.episodes] == LENGTHS[:committed] + [4]
         frames, _ = decode_frames(root / "videos/observation.images.cam/chunk-000/file-000.mp4")

@@ -36,6 +36,7 @@ def make_schedule(num_caches=3) -> Schedule:
         num_layers=NUM_LAYERS,
         scheduler=SCHEDULER,
         checkpoint_sha256="0" * 64,
+        model_fingerprint="f" * 64,
         block_names=BLOCKS,
         steps=steps,
         block_errors=errors,
@@ -84,12 +85,12 @@ def test_missing_and_corrupt_files_raise_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"num_caches=5 .*found: num_caches_3.json"):
         load_schedule(path.parent, "cosine", 5)
 
-    path.write_text('{"format_version": 1, "metric": ')
+    path.write_text('{"format_version": 2, "metric": ')
     with pytest.raises(ValueError, match="corrupt schedule file") as info:
         load_schedule(path, "cosine", 3)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
-    path.write_text(json.dumps({"format_version": 1, "metric": "cosine"}))
+    path.write_text(json.dumps({"format_version": 2, "metric": "cosine"}))
     with pytest.raises(ValueError, match="missing keys"):
         load_schedule(path, "cosine", 3)
 
@@ -151,7 +152,8 @@ def test_build_schedule_assets_end_to_end(tmp_path):
     ckpt.write_bytes(b"weights")
     assert not schedule_assets_exist(tmp_path, ["cosine", "l1"], [2, 4])
     build_schedule_assets(
-        tmp_path, activations, ["cosine", "l1"], [2, 4], NUM_LAYERS, SCHEDULER, sha256_of_file(ckpt), make_plots=False
+        tmp_path, activations, ["cosine", "l1"], [2, 4], NUM_LAYERS, SCHEDULER, sha256_of_file(ckpt), "f" * 64,
+        make_plots=False
     )
     assert schedule_assets_exist(tmp_path, ["cosine", "l1"], [2, 4])
     assert schedule_path(tmp_path, "l1", 4).is_file()
@@ -162,7 +164,7 @@ def test_build_schedule_assets_end_to_end(tmp_path):
 
     schedule = load_schedule(tmp_path / "optimal_steps" / "cosine", "cosine", 4)
     schedule.check_compatible(BLOCKS, NUM_STEPS, NUM_LAYERS)
-    assert schedule.checkpoint_sha256 == sha256_of_file(ckpt)
+    assert schedule.checkpoint_sha256 == sha256_of_file(ckpt) and schedule.model_fingerprint == "f" * 64
     assert all(len(steps) == 4 and steps[0] == 0 for steps in schedule.steps.values())
     assert schedule.block_errors == {name: summary["blocks"][name]["caching_error"] for name in BLOCKS}
 

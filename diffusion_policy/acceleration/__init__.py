@@ -31,11 +31,23 @@ def update_steps_for(policy, config: CacheConfig) -> dict[str, list[int]]:
     if config.mode == "original":
         return {name: list(range(num_steps)) for name in blocks}
     if config.mode == "threshold":
+        if not 1 <= int(config.cache_threshold) < max(num_steps, 2):
+            raise ValueError(f"--cache_threshold must be in [1, {max(num_steps - 1, 1)}] for this policy's {num_steps} "
+                             f"denoising steps, got {config.cache_threshold} (>= {num_steps} computes only step 0)")
         return {name: list(range(0, num_steps, int(config.cache_threshold))) for name in blocks}
+    if not 1 <= int(config.num_caches) <= num_steps:
+        raise ValueError(f"--num_caches must be in [1, {num_steps}] (this policy's denoising steps), "
+                         f"got {config.num_caches}")
+    if not 0 <= int(config.num_bu_blocks) <= len(blocks):
+        raise ValueError(f"--num_bu_blocks must be in [0, {len(blocks)}] (this policy's cached blocks), "
+                         f"got {config.num_bu_blocks}")
     from diffusion_policy.activation_utils.schedule_files import load_schedule, resolve_update_steps
+    from diffusion_policy.common.checkpoint import weights_fingerprint
 
     schedule = load_schedule(config.optimal_steps_dir, config.metric, int(config.num_caches))
     schedule.check_compatible(list(blocks), num_steps, len(policy.model.decoder.layers))
+    if not config.allow_foreign_schedule:
+        schedule.check_model(weights_fingerprint(policy))
     return resolve_update_steps(schedule, int(config.num_bu_blocks), num_steps)
 
 

@@ -13,6 +13,8 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="cosine", help="optimal mode: metric of the schedule")
     parser.add_argument("--num_caches", type=int, default=5, help="optimal mode: update steps per block")
     parser.add_argument("--num_bu_blocks", type=int, default=0, help="optimal mode: Bubbling Union blocks")
+    parser.add_argument("--allow_foreign_schedule", action="store_true",
+                        help="optimal mode: use a schedule computed for other weights (refused by default)")
     parser.add_argument("--no_condition_reuse", action="store_true",
                         help="do not reuse the (constant) condition tokens across steps")
 
@@ -20,4 +22,5 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
 def cache_config_from_args(args: argparse.Namespace) -> CacheConfig:
     return CacheConfig(mode=args.cache_mode, cache_threshold=args.cache_threshold,
                        optimal_steps_dir=args.optimal_steps_dir, metric=args.metric, num_caches=args.num_caches,
-                       num_bu_blocks=args.num_bu_blocks, reuse_condition=not args.no_condition_reuse)
+                       num_bu_blocks=args.num_bu_blocks, reuse_condition=not args.no_condition_reuse,
+                       allow_foreign_schedule=args.allow_foreign_schedule)

@@ -25,6 +25,8 @@ class CacheConfig:
                        token). Lossless up to float rounding; off only for bit-exactness checks.
     fuse_cached_blocks: run the decoder straight from the schedules, adding each run of cached
                        blocks as one precomputed sum (float rounding only); off for bit-exact replay.
+    allow_foreign_schedule: use an 'optimal' schedule computed for other weights than the policy's
+                       (refused by default: its update steps were chosen for another model).
     """
 
     mode: str = "original"
@@ -35,6 +37,7 @@ class CacheConfig:
     num_bu_blocks: int = 0
     reuse_condition: bool = True
     fuse_cached_blocks: bool = True
+    allow_foreign_schedule: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in CACHE_MODES:

@@ -53,6 +53,7 @@ def schedules_for(policy, cfg, output_dir, metric: str, num_caches_list: list[in
     from diffusion_policy.activation_utils.collect import record_block_outputs
     from diffusion_policy.activation_utils.schedule_builder import build_schedule_assets
     from diffusion_policy.activation_utils.schedule_files import optimal_steps_dir
+    from diffusion_policy.common.checkpoint import weights_fingerprint
 
     activations = record_block_outputs(policy, reference_obs(policy, cfg, 1, seed), seed=seed)
     scheduler = {"class": type(policy.noise_scheduler).__name__,
@@ -60,5 +61,6 @@ def schedules_for(policy, cfg, output_dir, metric: str, num_caches_list: list[in
                  "num_inference_steps": int(policy.num_inference_steps)}
     build_schedule_assets(output_dir, activations, [metric], list(num_caches_list),
                           num_layers=len(policy.model.decoder.layers), scheduler=scheduler,
-                          checkpoint_sha256="random-init" if cfg is None else "calibrated", make_plots=False)
+                          checkpoint_sha256="random-init" if cfg is None else "calibrated",
+                          model_fingerprint=weights_fingerprint(policy), make_plots=False)
     return optimal_steps_dir(output_dir, metric)

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from diffusion_policy.activation_utils.collect import record_block_outputs
-from diffusion_policy.activation_utils.schedule_builder import build_schedule_assets, schedule_assets_exist
+from diffusion_policy.activation_utils.schedule_builder import build_schedule_assets, existing_schedules_fit
 from diffusion_policy.activation_utils.schedule_files import original_dir, sha256_of_file, write_atomic
-from diffusion_policy.common.checkpoint import load_checkpoint
+from diffusion_policy.common.checkpoint import load_checkpoint, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ def activations_path(output_dir) -> Path:
 
 
 def load_or_record_activations(policy, cfg, output_dir, source: str, seed: int, force_recompute: bool,
-                               checkpoint_sha256: str):
+                               model_fingerprint: str):
     """Saved activations recorded with the same settings, or a fresh recording (saved for next time)."""
     path = activations_path(output_dir)
     settings = {"num_inference_steps": policy.num_inference_steps, "source": source, "seed": seed,
-                "checkpoint_sha256": checkpoint_sha256}
+                "model_fingerprint": model_fingerprint}
     if path.is_file() and not force_recompute:
         with np.load(path, allow_pickle=False) as saved:
             if all(f"__{k}" in saved and str(saved[f"__{k}"]) == str(v) for k, v in settings.items()):
@@ -82,14 +82,26 @@ def compute_optimal_schedules(
     trust_checkpoint: bool = False,
 ) -> list[Path]:
     """Write similarity matrices, ACS schedules and the BU ranking of `checkpoint` to `output_dir`."""
-    if not force_recompute and schedule_assets_exist(output_dir, list(metrics), list(num_caches_list)):
-        logger.info("schedules already in %s (pass --force_recompute to recompute)", output_dir)
-        return []
     policy, cfg = load_checkpoint(checkpoint, device=device, trust_checkpoint=trust_checkpoint,
                                   num_inference_steps=num_inference_steps)
+    num_steps = int(policy.num_inference_steps)
+    if max(num_caches_list) > num_steps:
+        raise ValueError(f"--num_caches must be in [1, {num_steps}] (this policy's denoising steps), got "
+                         f"{max(num_caches_list)}")
+    fingerprint = weights_fingerprint(policy)
+    if not force_recompute:
+        try:
+            complete = existing_schedules_fit(output_dir, list(metrics), list(num_caches_list), fingerprint,
+                                              int(policy.num_inference_steps))
+        except ValueError as error:  # corrupt, or another model's: never overwritten unasked
+            message = str(error).split("; recompute with")[0]
+            raise ValueError(f"{output_dir} holds schedules that do not fit {checkpoint} ({message}); pass "
+                             "--force_recompute to replace them, or choose another -o") from None
+        if complete:
+            logger.info("schedules for this model already in %s (pass --force_recompute to recompute)", output_dir)
+            return []
     checkpoint_sha256 = sha256_of_file(checkpoint)
-    activations = load_or_record_activations(policy, cfg, output_dir, source, seed, force_recompute,
-                                             checkpoint_sha256)
+    activations = load_or_record_activations(policy, cfg, output_dir, source, seed, force_recompute, fingerprint)
     scheduler = {
         "class": type(policy.noise_scheduler).__name__,
         "num_train_timesteps": int(policy.noise_scheduler.config.num_train_timesteps),
@@ -98,5 +110,5 @@ def compute_optimal_schedules(
     return build_schedule_assets(
         output_dir, activations, list(metrics), list(num_caches_list),
         num_layers=len(policy.model.decoder.layers), scheduler=scheduler,
-        checkpoint_sha256=checkpoint_sha256, make_plots=make_plots,
+        checkpoint_sha256=checkpoint_sha256, model_fingerprint=fingerprint, make_plots=make_plots,
     )

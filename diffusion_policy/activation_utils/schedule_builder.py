@@ -42,6 +42,31 @@ def schedule_assets_exist(output_dir, metrics: list[str], num_caches_list: list[
     return all(p.is_file() for p in paths)
 
 
+def existing_schedules_fit(output_dir, metrics: list[str], num_caches_list: list[int], model_fingerprint: str,
+                           num_steps: int) -> bool:
+    """True if every schedule and BU file is on disk, valid, and computed for this model and step count;
+    False if none of them exists (or only some, all fitting). A corrupt file or one computed for
+    another model or step count raises ValueError (one line): replacing it is the caller's decision."""
+    from diffusion_policy.activation_utils.schedule_files import load_bubbling_union_info, load_schedule
+
+    present = 0
+    for metric in metrics:
+        if bubbling_union_path(output_dir, metric).is_file():
+            load_bubbling_union_info(output_dir, metric)  # raises on a corrupt file
+            present += 1
+        for num_caches in num_caches_list:
+            path = schedule_path(output_dir, metric, num_caches)
+            if not path.is_file():
+                continue
+            schedule = load_schedule(path, metric, num_caches)  # raises on a corrupt file
+            schedule.check_model(model_fingerprint)
+            if schedule.num_steps != num_steps:
+                raise ValueError(f"{path} was computed for {schedule.num_steps} denoising steps, this policy "
+                                 f"runs {num_steps}")
+            present += 1
+    return present == len(metrics) * (1 + len(num_caches_list))
+
+
 def build_schedule_assets(
     output_dir,
     activations: dict[str, np.ndarray],
@@ -50,6 +75,7 @@ def build_schedule_assets(
     num_layers: int,
     scheduler: dict,
     checkpoint_sha256: str,
+    model_fingerprint: str,
     num_bu_blocks_for_plots: int = 3,
     make_plots: bool = True,
 ) -> list[Path]:
@@ -57,6 +83,7 @@ def build_schedule_assets(
 
     activations: block name -> (N, ...) float array, in model order, index 0 = noisiest step.
     scheduler: {"class", "num_train_timesteps", "num_inference_steps"} of the policy's scheduler.
+    model_fingerprint: checkpoint.weights_fingerprint of the recorded policy (the cache compares it).
     Returns the written paths.
     """
     unknown = [m for m in metrics if m not in METRICS]
@@ -93,6 +120,7 @@ def build_schedule_assets(
                 num_layers=num_layers,
                 scheduler=dict(scheduler),
                 checkpoint_sha256=checkpoint_sha256,
+                model_fingerprint=model_fingerprint,
                 block_names=block_names,
                 steps=steps,
                 block_errors=block_errors,

@@ -30,7 +30,7 @@ from diffusion_policy.activation_utils.bubbling_union import (
 )
 from diffusion_policy.activation_utils.similarity import METRICS, caching_error
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: schedules record model_fingerprint (the weights they were computed for)
 RECOMPUTE_HINT = (
     "recompute with diffusion_policy/activation_utils/get_optimal_cache_update_steps.py "
     "-c CKPT -o DIR --force_recompute"
@@ -39,6 +39,10 @@ RECOMPUTE_HINT = (
 
 class ScheduleMismatchError(ValueError):
     """A schedule file does not fit the model/scheduler it is applied to."""
+
+
+class ForeignScheduleError(ScheduleMismatchError):
+    """A schedule file was computed for other weights than the policy's."""
 
 
 # ---------------------------------------------------------------- paths
@@ -146,7 +150,8 @@ class Schedule:
     num_steps: int  # denoising steps N the activations were recorded with
     num_layers: int  # decoder layers of the model
     scheduler: dict  # {"class": ..., "num_train_timesteps": ..., "num_inference_steps": ...}
-    checkpoint_sha256: str
+    checkpoint_sha256: str  # the checkpoint file it was computed from
+    model_fingerprint: str  # checkpoint.weights_fingerprint of the policy it was computed for
     block_names: list[str]
     steps: dict[str, list[int]]  # block -> sorted update steps, first 0
     block_errors: dict[str, float]  # block -> caching error (BU ranking)
@@ -214,6 +219,16 @@ class Schedule:
                 f"{where} does not match the model: {'; '.join(differences)}; {RECOMPUTE_HINT}"
             )
 
+    def check_model(self, fingerprint: str) -> None:
+        """Raise ForeignScheduleError (one line) unless the schedule was computed for these weights."""
+        if fingerprint != self.model_fingerprint:
+            where = self.path if self.path else "schedule"
+            raise ForeignScheduleError(
+                f"{where} was computed for the model with weights fingerprint {self.model_fingerprint[:12]}, "
+                f"but this policy's weights are {fingerprint[:12]}; {RECOMPUTE_HINT} "
+                "(or pass --allow_foreign_schedule to use it anyway)"
+            )
+
     def to_json_dict(self) -> dict:
         return {
             "format_version": FORMAT_VERSION,
@@ -223,6 +238,7 @@ class Schedule:
             "num_layers": self.num_layers,
             "scheduler": dict(self.scheduler),
             "checkpoint_sha256": self.checkpoint_sha256,
+            "model_fingerprint": self.model_fingerprint,
             "block_names": list(self.block_names),
             "steps": {name: [int(s) for s in self.steps[name]] for name in self.block_names},
             "block_errors": {name: float(self.block_errors[name]) for name in self.block_names},
@@ -242,6 +258,7 @@ class Schedule:
                 num_layers=data["num_layers"],
                 scheduler=dict(data["scheduler"]),
                 checkpoint_sha256=str(data["checkpoint_sha256"]),
+                model_fingerprint=str(data["model_fingerprint"]),
                 block_names=[str(name) for name in data["block_names"]],
                 steps={str(name): list(steps) for name, steps in data["steps"].items()},
                 block_errors={str(name): float(err) for name, err in data["block_errors"].items()},

@@ -12,14 +12,17 @@ so checkpoints written here load in the original code and the original ones load
 
 Safe by default: unpickling runs code named by the file, so every global the file references is
 checked against what such a payload legitimately contains (OmegaConf containers, builtin
-containers/primitives, torch tensor rebuilds), and every `_target_` under `cfg.policy` against the
-classes a policy is built from. Anything else raises UnsafeCheckpointError unless the caller passes
-`trust_checkpoint=True`, which loads with plain dill.
+containers/primitives, torch tensor rebuilds); the cfg is then resolved once, with no custom
+resolvers, into a plain container whose every `_target_` must be a class of this package or a
+diffusers scheduler (see safe_config.py). Only that container is ever instantiated. Anything else
+raises UnsafeCheckpointError unless the caller passes `trust_checkpoint=True`, which loads with
+plain dill and keeps the cfg as written.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import io
 import os
@@ -36,6 +39,8 @@ import hydra.errors
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from diffusion_policy.common.safe_config import UnsafeConfigError, resolve_untrusted_cfg
 
 PathLike = str | os.PathLike
 
@@ -157,8 +162,12 @@ def _torch_load(path: Path, trust_checkpoint: bool) -> Any:
         ) from None
 
 
-def read_checkpoint(path: PathLike, trust_checkpoint: bool = False) -> CheckpointPayload:
-    """Load a workspace checkpoint's payload on the CPU (no policy is built)."""
+def read_checkpoint(path: PathLike, trust_checkpoint: bool = False, cfg_is_used: bool = True) -> CheckpointPayload:
+    """Load a workspace checkpoint's payload on the CPU (no policy is built).
+
+    Unless trusted, the cfg is resolved and checked (safe_config.py). `cfg_is_used=False` (training
+    resume: the run rebuilds everything from its own cfg) skips that check and drops the cfg, since
+    nothing of it is read; the pickles are restricted either way."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (training writes "
@@ -181,6 +190,13 @@ def read_checkpoint(path: PathLike, trust_checkpoint: bool = False) -> Checkpoin
     if not isinstance(cfg, DictConfig):
         raise CheckpointError(f"checkpoint {path}: 'cfg' is a {type(cfg).__name__}, expected an OmegaConf "
                               "DictConfig; the file was not written by a training workspace")
+    if not cfg_is_used:
+        cfg = OmegaConf.create({})
+    elif not trust_checkpoint:
+        try:
+            cfg = resolve_untrusted_cfg(cfg, str(path))
+        except UnsafeConfigError as error:
+            raise UnsafeCheckpointError(str(error)) from None
 
     loads = dill.loads if trust_checkpoint else restricted_pickle_module(path).loads
     pickles = {}
@@ -196,18 +212,6 @@ def read_checkpoint(path: PathLike, trust_checkpoint: bool = False) -> Checkpoin
 
 
 # ----------------------------------------------------------------------------- building the policy
-# `_target_`s a policy cfg may instantiate without trust_checkpoint (the original dotted paths).
-ALLOWED_POLICY_TARGETS = frozenset({
-    "diffusion_policy.policy.diffusion_transformer_lowdim_policy.DiffusionTransformerLowdimPolicy",
-    "diffusion_policy.policy.diffusion_transformer_hybrid_image_policy.DiffusionTransformerHybridImagePolicy",
-    "diffusion_policy.model.diffusion.transformer_for_diffusion.TransformerForDiffusion",
-    "diffusers.schedulers.scheduling_ddpm.DDPMScheduler",
-    "diffusers.schedulers.scheduling_ddim.DDIMScheduler",
-    "diffusers.DDPMScheduler",
-    "diffusers.DDIMScheduler",
-})
-
-
 def _targets(node: Any, where: str):
     """Yield (config path, target) for every `_target_` below `node`."""
     if isinstance(node, DictConfig):
@@ -231,16 +235,17 @@ def _require(cfg: DictConfig, key: str, path: Path) -> Any:
 
 
 def build_policy(cfg: DictConfig, path: PathLike = "<cfg>", trust_checkpoint: bool = False) -> torch.nn.Module:
-    """`hydra.utils.instantiate(cfg.policy)`, refusing `_target_`s a policy is not built from."""
+    """`hydra.utils.instantiate(cfg.policy)`; without trust_checkpoint only classes of this package and
+    the diffusers schedulers (safe_config.py)."""
     path = Path(path)
     policy_cfg = _require(cfg, "policy", path)
     _require(cfg, "policy._target_", path)
+    if not trust_checkpoint:
+        try:  # a cfg that did not come through read_checkpoint is resolved and checked here
+            policy_cfg = resolve_untrusted_cfg(cfg, str(path)).policy
+        except UnsafeConfigError as error:
+            raise UnsafeCheckpointError(str(error)) from None
     for where, target in _targets(policy_cfg, "policy"):
-        if not trust_checkpoint and target not in ALLOWED_POLICY_TARGETS:
-            raise UnsafeCheckpointError(
-                f"checkpoint {path} cfg instantiates '{target}' ({where}), which a Diffusion Policy "
-                f"checkpoint does not need; {TRUST_HINT}"
-            )
         try:
             hydra.utils.get_object(target)
         except (ImportError, AttributeError, ValueError):
@@ -406,3 +411,19 @@ def export_inference_checkpoint(src: PathLike, dst: PathLike, trust_checkpoint: 
     payload = read_checkpoint(src, trust_checkpoint=trust_checkpoint)
     _require(payload.cfg, "training.use_ema", Path(src))
     return save_checkpoint(dst, payload.cfg, payload.state_dicts, payload.pickles, inference_only=True)
+
+
+# ----------------------------------------------------------------------------- identity
+def weights_fingerprint(policy_or_state_dict: torch.nn.Module | dict) -> str:
+    """sha256 over a policy's state_dict (names, dtypes, shapes, bytes, in name order).
+
+    Identifies the weights, not the file: a checkpoint re-saved or exported keeps its fingerprint,
+    so schedules and datasets can record which model they belong to."""
+    state_dict = (policy_or_state_dict.state_dict() if isinstance(policy_or_state_dict, torch.nn.Module)
+                  else policy_or_state_dict)
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{tuple(state_dict[name].shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

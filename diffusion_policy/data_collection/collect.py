@@ -25,7 +25,9 @@ Per-episode metadata: seed, success, total/max reward, policy mode and cache par
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import statistics
@@ -39,12 +41,13 @@ import torch
 import tqdm
 from gymnasium import spaces
 
-from diffusion_policy.acceleration import CacheConfig, apply_cache
-from diffusion_policy.common.checkpoint import load_checkpoint
+from diffusion_policy.acceleration import CacheConfig, apply_cache, update_steps_for
+from diffusion_policy.common.checkpoint import load_checkpoint, weights_fingerprint
+from diffusion_policy.common.validation import check_device, check_output_dir
 from diffusion_policy.data_collection.episode_buffer import make_features
 from diffusion_policy.data_collection.legacy_format import LegacyDatasetWriter
 from diffusion_policy.data_collection.lerobot_v3 import LeRobotDatasetWriter
-from diffusion_policy.data_collection.storage import dir_has_content
+from diffusion_policy.data_collection.storage import dir_has_content, read_json, write_json_atomic
 from diffusion_policy.env_runner.base_runner import EnvRunner, EpisodeSpec
 from diffusion_policy.env_runner.evaluate import task_name_of
 from diffusion_policy.env_runner.factory import make_env_runner
@@ -159,25 +162,84 @@ class CollectSummary:
     seconds: float
 
 
-def check_device(device: str) -> None:
-    """Raise ValueError unless torch can put a policy on `device`."""
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"--device {device!r} is not a torch device; use cpu or cuda:N") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# what defines a dataset: stored at creation, compared on resume
+
+RECORD_PATH = "meta/bac_collection.json"
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    """Everything that decides what a collected episode looks like. A resumed collection must
+    match it field for field, or its episodes would not come from the same distribution."""
+
+    checkpoint_fingerprint: str  # checkpoint.weights_fingerprint of the (uncached) policy
+    task: str
+    num_inference_steps: int
+    noise_scheduler: str
+    cache: dict  # CacheConfig.describe() without file paths
+    update_steps_sha256: str  # the per-block update steps the cache runs (schedule content, not its path)
+    fps: int
+    max_steps: int
+    n_obs_steps: int
+    n_action_steps: int
+    observation_keys: list
+    cameras: list
+    seed: int
+    format: str
+
+    def first_difference(self, stored: dict) -> str | None:
+        """'field: stored X, this run Y' for the first field that differs, else None."""
+        mine = dataclasses.asdict(self)
+        for name, value in mine.items():
+            if json.loads(json.dumps(value)) != stored.get(name, "<missing>"):
+                return f"{name}: the dataset has {stored.get(name, '<missing>')!r}, this run {value!r}"
+        return None
+
+
+def collection_record(policy, cfg, cache_config: CacheConfig, runner: EnvRunner, layout: "FrameLayout", fps: int,
+                      settings: "CollectSettings") -> CollectionRecord:
+    steps = update_steps_for(policy, cache_config)
+    obs_keys = cfg.task.env_runner.get("obs_keys") or list(cfg.get("shape_meta", {}).get("obs", {}).keys()) or ["obs"]
+    return CollectionRecord(
+        checkpoint_fingerprint=weights_fingerprint(policy),
+        task=task_name_of(cfg),
+        cache={k: v for k, v in cache_config.describe().items() if k != "optimal_steps_dir"},
+        update_steps_sha256=hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest(),
+        num_inference_steps=int(policy.num_inference_steps),
+        noise_scheduler=type(policy.noise_scheduler).__name__,
+        fps=int(fps),
+        max_steps=int(runner.max_steps),
+        n_obs_steps=int(runner.n_obs_steps),
+        n_action_steps=int(runner.n_action_steps),
+        observation_keys=[str(k) for k in obs_keys],
+        cameras=sorted(layout.cameras),
+        seed=int(settings.seed),
+        format=settings.format,
+    )
+
+
+def check_or_store_record(output_dir: Path, record: CollectionRecord, resuming: bool) -> None:
+    """New dataset: store `record`. Resumed one: refuse (ValueError, one line) unless it matches."""
+    path = output_dir / RECORD_PATH
+    if not resuming:
+        write_json_atomic(path, dataclasses.asdict(record))
+        return
+    if not path.is_file():
+        raise ValueError(f"cannot resume {output_dir}: it has no {RECORD_PATH} (not written by this collector, or "
+                         "by an older version), so its settings cannot be checked; choose another --output_dir")
+    difference = record.first_difference(read_json(path, "the collection settings of this dataset"))
+    if difference:
+        raise ValueError(f"cannot resume {output_dir}: it was collected with other settings ({difference}); rerun "
+                         "with the dataset's settings or choose another --output_dir")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,12 +380,13 @@ def collect_rollouts(
     settings.check()
     check_device(device)
     output_dir, checkpoint = Path(output_dir), Path(checkpoint)
+    check_output_dir(output_dir)
     if dir_has_content(output_dir) and not settings.resume:
         raise FileExistsError(f"{output_dir} exists; pass --resume to continue it or choose another --output_dir")
 
     policy, cfg = load_checkpoint(checkpoint, device=device, trust_checkpoint=trust_checkpoint,
                                   num_inference_steps=settings.num_inference_steps)
-    apply_cache(policy, cache_config)
+    apply_cache(policy, cache_config)  # a bad schedule fails here, before any env is built
     profile = task_profile(cfg)
     run_meta = {
         "policy_mode": cache_config.mode,
@@ -339,10 +402,18 @@ def collect_rollouts(
     try:
         layout = frame_layout(runner, settings.no_video)
         fps = dataset_fps(runner, settings.fps)
+        record = collection_record(policy, cfg, cache_config, runner, layout, fps, settings)
+        resuming = dir_has_content(output_dir) and (output_dir / RECORD_PATH).is_file()
+        if resuming:  # refuse before the writer touches anything
+            check_or_store_record(output_dir, record, resuming=True)
         writer = WRITERS[settings.format](
             output_dir, fps, layout.features, robot_type=profile.robot_type, task=profile.description,
             extra_episode_fields=EPISODE_FIELDS, resume=settings.resume,
         )  # fmt: skip
+        if not resuming:
+            if writer.num_episodes:
+                check_or_store_record(output_dir, record, resuming=True)  # raises: no record to compare
+            check_or_store_record(output_dir, record, resuming=False)
         start = writer.num_episodes
         summary = CollectSummary(output_dir, task_name_of(cfg), fps, start, 0, 0, 0, 0.0)
         if start >= settings.num_episodes:

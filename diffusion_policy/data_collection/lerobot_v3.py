@@ -14,18 +14,22 @@ Layout (what lerobot 0.4 writes itself):
 A data or video file takes episodes until it passes data/video_files_size_in_mb, then the next
 episode starts file FFF+1 (chunk CCC+1 after chunks_size files).
 
-Crash safety. save_episode() commits in this order, each file a temp file + os.replace:
+Crash safety. LeRobotDataset reads every row of every data and episodes parquet file, so a commit
+must change all of them at once. save_episode() builds the next version of the whole directory
+beside it (`.<name>.bac-staging`: hard links of the committed files, so nothing large is copied),
+writes the episode there, each file a temp file + os.replace:
   1. each camera: the episode is encoded to a temp mp4 and remuxed (no re-encoding) after the
-     committed part of the current video file into a temp file, which replaces the video file;
-  2. the data parquet: committed row groups + the new episode -> temp -> replace;
+     committed part of the current video file;
+  2. the data parquet: committed row groups + the new episode;
   3. the episodes parquet, tasks.parquet (when the task is new), stats.json;
-  4. info.json with the new totals, last: this rename is the commit.
-So at any instant every file is complete, and info.json counts only episodes whose frames, videos
-and episode row are already on disk. A kill between 1 and 4 leaves trailing content of the
-unfinished episode past the committed totals; lerobot ignores it (it sizes the dataset from
-info.json), and the next writer opened with resume=True cuts it off: it deletes stale temp files,
-truncates the data/episodes/video files to the committed episodes and rewrites stats.json. Every
-append also copies only the committed prefix of a file, so a failed save_episode() is harmless.
+  4. info.json with the new totals;
+then swaps the two directories in one atomic rename (Linux renameat2 RENAME_EXCHANGE): this is
+the commit. A reader opening the dataset at any instant, a kill -9 included, sees either the
+previous or the new version, complete. The staging directory a kill leaves behind is deleted by
+the next writer. Where the filesystem cannot swap directories, episodes are written in place in
+the order above (info.json last) with a warning: there a kill between 1 and 4 leaves rows of the
+unfinished episode past the committed totals until the next writer, opened with resume=True,
+cuts them off.
 
 Resume: LeRobotDatasetWriter(..., resume=True) continues at episode `num_episodes` (callers derive
 seeds from it). fps, features and robot_type must match the existing dataset.
@@ -49,6 +53,10 @@ from diffusion_policy.data_collection.stats import STAT_KEYS, aggregate_stats, i
 from diffusion_policy.data_collection.storage import (
     TMP_SUFFIX,
     commit_file,
+    directory_swap_supported,
+    exchange_paths,
+    hardlink_tree,
+    staging_dir,
     read_json,
     temp_path,
     write_json_atomic,
@@ -282,6 +290,8 @@ class LeRobotDatasetWriter(EpisodeWriter):
         self._episodes: list[dict] = []  # committed rows of the episodes parquet
         self._tasks: dict[str, int] = {}
         self._extra: dict[str, str] | None = self._declared_extra
+        self._base = Path(root)  # where file writes go: the root, or its staging copy during a commit
+        self._swap = None  # whether commits swap whole directories (decided when the writer opens)
         super().__init__(root, fps, features, resume)
 
     # -- public ------------------------------------------------------------------------------
@@ -304,7 +314,17 @@ class LeRobotDatasetWriter(EpisodeWriter):
 
     # -- open --------------------------------------------------------------------------------
 
+    def _open_commits(self) -> None:
+        """Delete a staging directory left by a kill; decide how commits are made here."""
+        shutil.rmtree(staging_dir(self.root), ignore_errors=True)
+        self._swap = directory_swap_supported(self.root.parent)
+        if not self._swap:
+            logger.warning("%s: this filesystem cannot swap directories atomically; episodes are committed "
+                           "file by file (info.json last), so a reader may see rows of an unfinished episode "
+                           "after a crash until the next --resume cleans them up", self.root)
+
     def _create(self) -> None:
+        self._open_commits()
         for key in self.video_keys:
             check_encodable(self.video_codec, *self.user_features[key]["shape"][:2])
         self._info = {
@@ -323,6 +343,7 @@ class LeRobotDatasetWriter(EpisodeWriter):
         write_json_atomic(self.root / INFO_PATH, self._info)
 
     def _reopen(self) -> None:
+        self._open_commits()
         info = read_json(self.root / INFO_PATH, NOT_A_DATASET)
         self._check_compatible(info)
         self._info = info
@@ -413,6 +434,27 @@ class LeRobotDatasetWriter(EpisodeWriter):
     # -- commit ------------------------------------------------------------------------------
 
     def _commit(self, arrays: dict, episode_meta: dict) -> None:
+        if not self._swap:
+            self._apply(self._write_episode_files(arrays, episode_meta))
+            return
+        stage = staging_dir(self.root)
+        shutil.rmtree(stage, ignore_errors=True)
+        hardlink_tree(self.root, stage)
+        self._base = stage
+        try:
+            state = self._write_episode_files(arrays, episode_meta)
+        finally:
+            self._base = self.root
+        if not exchange_paths(stage, self.root):  # the commit: `stage` now holds the previous version
+            raise OSError(f"cannot swap {stage} and {self.root} any more; the dataset is unchanged")
+        self._apply(state)
+        shutil.rmtree(stage, ignore_errors=True)
+
+    def _apply(self, state: tuple) -> None:
+        self._episodes, self._tasks, self._info, self._extra = state
+
+    def _write_episode_files(self, arrays: dict, episode_meta: dict) -> tuple:
+        """Write the episode under self._base (info.json last); returns the writer's next state."""
         episode_index, from_index = self.num_episodes, self._info["total_frames"]
         length = len(next(iter(arrays.values())))
         tasks = dict(self._tasks)
@@ -448,7 +490,7 @@ class LeRobotDatasetWriter(EpisodeWriter):
         self._write_episodes(episodes, extra_fields)
         if len(tasks) != len(self._tasks):
             write_pandas_parquet_atomic(
-                self.root / TASKS_PATH, pd.DataFrame({"task_index": list(tasks.values())}, index=list(tasks))
+                self._base / TASKS_PATH, pd.DataFrame({"task_index": list(tasks.values())}, index=list(tasks))
             )
         self._write_stats(episodes)
         info.update(
@@ -457,8 +499,8 @@ class LeRobotDatasetWriter(EpisodeWriter):
             total_tasks=len(tasks),
             splits={"train": f"0:{episode_index + 1}"},
         )
-        write_json_atomic(self.root / INFO_PATH, info)  # the commit
-        self._episodes, self._tasks, self._info, self._extra = episodes, tasks, info, extra_fields
+        write_json_atomic(self._base / INFO_PATH, info)  # last: in-place commits take it as the commit
+        return episodes, tasks, info, extra_fields
 
     def _append_video(self, key: str, frames: np.ndarray, episode_index: int, info: dict) -> dict:
         position, frames_before = (0, 0), 0
@@ -501,12 +543,12 @@ class LeRobotDatasetWriter(EpisodeWriter):
         if self._episodes:
             last = self._episodes[-1]
             position = (last["data/chunk_index"], last["data/file_index"])
-            path = self.root / DATA_PATH.format(chunk_index=position[0], file_index=position[1])
+            path = self._base / DATA_PATH.format(chunk_index=position[0], file_index=position[1])
             if _size_mb(path) >= self._info["data_files_size_in_mb"]:
                 position = _next_position(position, self._info["chunks_size"])
             else:
                 kept = self._committed_row_groups(path, from_index)
-        path = self.root / DATA_PATH.format(chunk_index=position[0], file_index=position[1])
+        path = self._base / DATA_PATH.format(chunk_index=position[0], file_index=position[1])
         write_parquet_atomic(path, schema, kept + [episode_table(schema, columns)])
         length = len(columns["index"])
         return {
@@ -518,12 +560,12 @@ class LeRobotDatasetWriter(EpisodeWriter):
 
     def _write_episodes(self, rows: list[dict], extra_fields: dict[str, str]) -> None:
         schema = episodes_schema(self.features, extra_fields)
-        write_parquet_atomic(self.root / EPISODES_PATH, schema, [pa.Table.from_pylist(rows, schema=schema)])
+        write_parquet_atomic(self._base / EPISODES_PATH, schema, [pa.Table.from_pylist(rows, schema=schema)])
 
     def _write_stats(self, rows: list[dict]) -> None:
         per_episode = [_stats_from_row(row, self.features) for row in rows]
         stats = {key: aggregate_stats([s[key] for s in per_episode]) for key in self.features}
-        write_json_atomic(self.root / STATS_PATH, _stats_json(stats))
+        write_json_atomic(self._base / STATS_PATH, _stats_json(stats))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -531,7 +573,7 @@ class LeRobotDatasetWriter(EpisodeWriter):
         return data_schema(self.features)
 
     def _video_path(self, key: str, position: tuple[int, int]) -> Path:
-        return self.root / VIDEO_PATH.format(video_key=key, chunk_index=position[0], file_index=position[1])
+        return self._base / VIDEO_PATH.format(video_key=key, chunk_index=position[0], file_index=position[1])
 
     @staticmethod
     def _committed_row_groups(path: Path, below_index: int) -> list[pa.Table]:

@@ -6,6 +6,7 @@ the globs readers use (`*.parquet`, `*.mp4`), so a half-written file is never re
 leaves them behind and the next writer opened on the directory deletes them.
 """
 
+import errno
 import fcntl
 import io
 import json
@@ -91,8 +92,15 @@ def dir_has_content(root: Path) -> bool:
     return root.is_dir() and any(p.name != LOCK_NAME for p in root.iterdir())
 
 
+class DirectoryBusyError(RuntimeError):
+    """Another writer holds the output directory's lock."""
+
+
 class DirectoryLock:
-    """Exclusive advisory lock (flock) on `<root>/.bac_writer.lock`; the kernel drops it on exit/kill."""
+    """Exclusive advisory lock (flock) on `<root>/.bac_writer.lock`; the kernel drops it on exit/kill.
+
+    The lock file is never deleted: a writer that unlinked it before unlocking would let a second
+    writer create a new file, lock that one, and hold "the" lock at the same time as the first."""
 
     def __init__(self, root: Path):
         self.path = root / LOCK_NAME
@@ -106,7 +114,7 @@ class DirectoryLock:
         except BlockingIOError:
             self._file.close()
             self._file = None
-            raise RuntimeError(
+            raise DirectoryBusyError(
                 f"another writer is using {self.path.parent}; "
                 "wait for it to finish or choose another --output_dir"
             ) from None
@@ -114,7 +122,65 @@ class DirectoryLock:
     def release(self) -> None:
         if self._file is None:
             return
-        self.path.unlink(missing_ok=True)
         fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
         self._file.close()
         self._file = None
+
+
+# ---------------------------------------------------------------------------------------------
+# whole-directory commits: build the next version beside the directory, then swap the two
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _renameat2():
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):  # not Linux, or a libc without the wrapper
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Atomically swap two directory entries (Linux renameat2(RENAME_EXCHANGE)). Returns False where
+    the platform or filesystem cannot (nothing moved then); other failures raise OSError."""
+    import ctypes
+
+    function = _renameat2()
+    if function is None:
+        return False
+    at_fdcwd = -100
+    if function(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(error, os.strerror(error), str(a))
+
+
+def staging_dir(root: Path) -> Path:
+    """Where the next version of `root` is built (a sibling: same filesystem, never read by readers)."""
+    return root.parent / f".{root.name}.bac-staging"
+
+
+def hardlink_tree(src: Path, dst: Path) -> None:
+    """`dst` = a copy of `src` whose files are hard links (no data copied). Safe only because every
+    write here replaces a file (temp + rename) instead of modifying it in place."""
+    shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(f"*{TMP_SUFFIX}"))
+
+
+def directory_swap_supported(parent: Path) -> bool:
+    """True if exchange_paths works in `parent` (checked on two empty temp dirs)."""
+    import tempfile
+
+    a, b = Path(tempfile.mkdtemp(dir=parent, prefix=".bac-swap-")), Path(tempfile.mkdtemp(dir=parent, prefix=".bac-swap-"))
+    try:
+        return exchange_paths(a, b)
+    finally:
+        shutil.rmtree(a, ignore_errors=True)
+        shutil.rmtree(b, ignore_errors=True)

@@ -23,6 +23,8 @@ import torch
 from diffusion_policy.acceleration import CacheConfig, apply_cache, remove_cache, update_steps_for
 from diffusion_policy.acceleration.benchmark import count_flops, timed_predict_action
 from diffusion_policy.common.checkpoint import load_checkpoint
+from diffusion_policy.common.safe_config import safe_slug
+from diffusion_policy.common.validation import check_device, check_output_dir, check_range
 from diffusion_policy.env_runner.factory import make_env_runner
 
 
@@ -35,6 +37,15 @@ class EvalSettings:
     skip_video: bool = False
     seed: int = 0
     latency_samples: int = 20  # observations re-timed for the original-vs-cached comparison
+
+    def __post_init__(self) -> None:
+        check_range("--n_test", self.n_test, 0)
+        check_range("--n_train", self.n_train, 0)
+        if self.n_test == 0 and self.n_train == 0:
+            raise ValueError("--n_test and --n_train are both 0: nothing to evaluate")
+        check_range("--n_envs", self.n_envs, 1)
+        check_range("--max_steps", self.max_steps, 1)
+        check_range("--latency_samples", self.latency_samples, 1, allow_none=False)
 
 
 class ObservationRecorder:
@@ -58,7 +69,8 @@ class ObservationRecorder:
 
 
 def task_name_of(cfg) -> str:
-    return str(cfg.task.get("name", cfg.get("task_name", "task")))
+    """The checkpoint's task name as a safe path component (it names default output folders)."""
+    return safe_slug(cfg.task.get("name", cfg.get("task_name", "task")))
 
 
 def _to_jsonable(value):
@@ -136,17 +148,20 @@ def evaluate_checkpoint(
     Returns (eval_results, benchmark_results, output_dir). output_dir defaults to
     results/<task>/<mode>.
     """
+    check_device(device)
+    if output_dir:
+        check_output_dir(output_dir)
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     original, cfg = load_checkpoint(checkpoint, device=device, trust_checkpoint=trust_checkpoint,
                                     num_inference_steps=num_inference_steps)
     task = task_name_of(cfg)
     out = Path(output_dir) if output_dir else Path("results") / task / cache_config.mode
+    check_output_dir(out)
+    policy = copy.deepcopy(original)
+    apply_cache(policy, cache_config)  # a bad schedule or cache setting fails here, before the rollout
     runner = make_env_runner(cfg, str(out), n_test=settings.n_test, n_train=settings.n_train,
                              n_envs=settings.n_envs, max_steps=settings.max_steps, skip_video=settings.skip_video)
-
-    policy = copy.deepcopy(original)
-    apply_cache(policy, cache_config)
     recorder = ObservationRecorder(policy, settings.latency_samples)
     try:
         log = runner.run(recorder)
@@ -173,6 +188,7 @@ def evaluate_checkpoint(
         "n_episodes": len(runner.episodes),
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
     }
+    write_json_atomic(out / "eval_results.json", eval_results)  # kept even if the re-timing below fails
 
     remove_cache(original)
     times = compare_on_recorded(policy, original, recorder.observations)
@@ -200,6 +216,5 @@ def evaluate_checkpoint(
         "action_frequency_hz_original": original.n_action_steps / (original_stats["median_ms"] / 1e3),
         "environment": environment_info(original.device),
     }
-    write_json_atomic(out / "eval_results.json", eval_results)
     write_json_atomic(out / "benchmark_results.json", benchmark_results)
     return eval_results, benchmark_results, out

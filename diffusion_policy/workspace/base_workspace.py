@@ -50,7 +50,8 @@ class BaseWorkspace:
     def load_checkpoint(self, path: str | None = None, tag: str = "latest", trust_checkpoint: bool = False) -> None:
         """Restore every checkpointed attribute and value (to resume training). The output_dir is kept."""
         path = self.get_checkpoint_path(tag) if path is None else Path(path)
-        payload = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
+        # Only weights and counters are restored; the run keeps its own cfg, so the file's is not read.
+        payload = read_checkpoint(path, trust_checkpoint=trust_checkpoint, cfg_is_used=False)
         for name in self.checkpoint_attrs:
             target = getattr(self, name, None)
             if target is None:

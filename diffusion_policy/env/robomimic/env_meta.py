@@ -55,6 +55,7 @@ _CONTROLLED_KWARGS = (
     "hard_reset",
     "lite_physics",
     "renderer",
+    "seed",
 )
 
 
@@ -192,6 +193,10 @@ def robosuite_make_kwargs(
         hard_reset=False,  # keep one MjSim per env (robomimic image evaluation does the same)
         lite_physics=False,  # forward() before every substep, as robosuite <= 1.4 did
         renderer="mujoco",  # no interactive viewer machinery
+        # The model's own randomisation (e.g. Lift's cube size, drawn once when the model is built)
+        # uses the env's RNG at construction; unseeded, two processes built different cubes and the
+        # same episode seed gave observations 7e-4 apart. reset(seed) reseeds placements per episode.
+        seed=0,
     )
     if use_cameras:
         kwargs.update(
