@@ -40,6 +40,8 @@ class JobSettings:
     cache_threshold: int = 5
     skip_video: bool = True
     seed: int = 0
+    threads: int | None = None  # torch threads; None: common.threads.default_threads
+    force_recompute: bool = False  # recompute the schedules even when they are there for this model
 
 
 def job_configs(settings: JobSettings) -> dict[str, CacheConfig]:
@@ -68,9 +70,10 @@ def run_default_job(settings: JobSettings) -> list[dict]:
                                 "`git checkout -- checkpoint/` or train it (see checkpoint/README.md)")
     configs = job_configs(settings)
     compute_optimal_schedules(str(settings.checkpoint), str(settings.assets_dir), device=settings.device,
-                              num_caches_list=(5, settings.num_caches), metrics=(settings.metric,))
+                              num_caches_list=(5, settings.num_caches), metrics=(settings.metric,),
+                              force_recompute=settings.force_recompute)
     eval_settings = EvalSettings(n_test=settings.n_test, n_train=0, n_envs=settings.n_envs,
-                                 skip_video=settings.skip_video, seed=settings.seed)
+                                 skip_video=settings.skip_video, seed=settings.seed, threads=settings.threads)
     rows = []
     for mode, config in configs.items():
         logger.info("evaluating %s (%d test episodes)", mode, settings.n_test)
@@ -88,23 +91,41 @@ def run_default_job(settings: JobSettings) -> list[dict]:
     return rows
 
 
+def success_standard_error(success: float, episodes: int) -> float:
+    """Standard error of a success rate measured on `episodes` independent episodes."""
+    return (success * (1 - success) / episodes) ** 0.5 if episodes else 0.0
+
+
 def plot_summary(rows: list[dict], path: Path) -> Path:
-    """Success against speedup, one point per mode."""
+    """Left: success (± standard error from the episode count) against speedup, one point per mode.
+    Right: median latency per predict_action of each mode and of `original` re-timed in the same run."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5, 3.5), dpi=120)
-    ax = fig.add_subplot()
-    for r in rows:
-        ax.scatter(r["speedup"], r["success"], s=60)
-        ax.annotate(r["mode"], (r["speedup"], r["success"]), textcoords="offset points", xytext=(6, 4))
-    ax.set_xlabel("speedup vs original (same run)")
-    ax.set_ylabel("success rate")
-    ax.set_ylim(-0.05, 1.05)
-    ax.grid(alpha=0.3)
-    ax.set_title("BAC on the bundled default")
+    fig = Figure(figsize=(9, 3.8), dpi=120)
+    ax_success, ax_latency = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    colors = ["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for i, r in enumerate(rows):
+        error = success_standard_error(r["success"], r["episodes"])
+        ax_success.errorbar(r["speedup"], r["success"], yerr=error, fmt="o", ms=7, capsize=4, color=colors[i % 6],
+                            label=f"{r['mode']} ({r['episodes']} episodes)")
+    ax_success.set_xlabel("speedup vs original (same run)")
+    ax_success.set_ylabel("success rate (± s.e.)")
+    ax_success.set_ylim(-0.05, 1.1)
+    ax_success.set_xlim(0, max(r["speedup"] for r in rows) * 1.25 + 0.5)
+    ax_success.grid(alpha=0.3)
+    ax_success.legend(loc="lower right", fontsize=8)
+    names = [r["mode"] for r in rows]
+    latencies = [r["latency_ms"] for r in rows]
+    bars = ax_latency.bar(names, latencies, color=[colors[i % 6] for i in range(len(rows))])
+    for bar, r in zip(bars, rows):
+        ax_latency.annotate(f"{r['latency_ms']:.0f} ms", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=8)
+    ax_latency.set_ylabel("median ms per predict_action")
+    ax_latency.set_ylim(0, max(latencies) * 1.2)
+    ax_latency.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"BAC on the bundled default ({rows[0]['episodes']} test episodes per mode)", fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png")
     tmp.replace(path)
     return path
-

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from diffusion_policy.activation_utils.schedule_files import write_atomic
 
@@ -250,7 +249,7 @@ def _success(row: dict) -> tuple[Optional[float], float]:
     return row["success_last10"], row["success_last10_std"] or 0.0
 
 
-def _save_png(fig: Figure, path: Path) -> Path:
+def _save_png(fig, path: Path) -> Path:
     return write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
@@ -263,6 +262,8 @@ def plot_success_vs_speedup(rows: list[dict], path) -> Optional[Path]:
     colors = {mode: f"C{i}" for i, mode in enumerate(modes)}
     ncols = min(4, len(tasks))
     nrows = -(-len(tasks) // ncols)
+    from matplotlib.figure import Figure  # here: --help stays instant
+
     fig = Figure(figsize=(3.4 * ncols, 3.0 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, task in zip(axes, tasks):
@@ -292,6 +293,8 @@ def plot_mode_bars(rows: list[dict], path) -> Optional[Path]:
     by_key = {(r["task"], r["mode"]): r for r in rows}
     width = 0.8 / len(modes)
     x = np.arange(len(tasks))
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(max(6.0, 1.2 * len(tasks) * max(1, len(modes)) / 2 + 2), 6.0), layout="constrained")
     ax_success, ax_speed = fig.subplots(2, 1, sharex=True)
     for i, mode in enumerate(modes):
@@ -333,11 +336,16 @@ def aggregate(results_dir="results", plots: bool = True, warn: Callable[[str], N
     return rows
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("results_dir", nargs="?", default="results")
-    parser.add_argument("--no_plots", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("results_dir", nargs="?", default="results",
+                        help="the tree of eval results to aggregate (default results)")
+    parser.add_argument("--no_plots", action="store_true", help="write the tables only")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         rows = aggregate(args.results_dir, plots=not args.no_plots)
     except ValueError as err:

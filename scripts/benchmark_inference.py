@@ -15,37 +15,49 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from diffusion_policy.common.threads import add_threads_argument
 
 
 def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-c", "--checkpoint", default=None, help="checkpoint; default: random-init Push-T lowdim model")
     p.add_argument("--optimal_steps_dir", default=None, help="schedules dir (computed when omitted)")
-    p.add_argument("--metric", default="cosine")
-    p.add_argument("--num_caches", type=_ints, default=[5, 10])
-    p.add_argument("--num_bu_blocks", type=int, default=3)
-    p.add_argument("--thresholds", type=_ints, default=[5, 10])
-    p.add_argument("--batch_sizes", type=_ints, default=[1, 28])
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("-d", "--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--num_inference_steps", type=int, default=None)
-    p.add_argument("-o", "--output", default="results/benchmark_inference.json")
-    p.add_argument("--trust_checkpoint", action="store_true")
+    p.add_argument("--metric", default="cosine", help="similarity metric of the optimal schedules")
+    p.add_argument("--num_caches", type=_ints, default=[5, 10], help="optimal modes to time, e.g. 5,10")
+    p.add_argument("--num_bu_blocks", type=int, default=3, help="Bubbling Union blocks of the optimal modes")
+    p.add_argument("--thresholds", type=_ints, default=[5, 10], help="threshold modes to time, e.g. 5,10")
+    p.add_argument("--batch_sizes", type=_ints, default=[1, 28], help="observation batch sizes, e.g. 1,28")
+    p.add_argument("--repeats", type=int, default=20, help="timed calls per mode (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per mode first")
+    p.add_argument("-d", "--device", default="cpu", help="cpu or cuda:N")
+    add_threads_argument(p)
+    p.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("-o", "--output", default="results/benchmark_inference.json", help="JSON report (a file)")
+    p.add_argument("--trust_checkpoint", action="store_true", help="allow arbitrary pickled code (unsafe)")
     p.add_argument("--no_torch_reference", action="store_true",
                    help="skip the row of the original computation (torch.nn.TransformerDecoder)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    import torch
+
+    from diffusion_policy.common.threads import set_threads
+
+    try:
+        set_threads(args.threads)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from diffusion_policy.acceleration import CacheConfig
     from diffusion_policy.acceleration.benchmark import compare_modes, summarize
     from diffusion_policy.acceleration.reference import reference_obs, reference_policy, schedules_for

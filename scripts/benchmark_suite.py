@@ -114,6 +114,7 @@ class EvalOptions:
     max_steps: Optional[int] = None
     num_inference_steps: Optional[int] = None
     eval_seed: int = 0
+    threads: Optional[int] = None
     trust_checkpoint: bool = False
 
 
@@ -271,7 +272,7 @@ def eval_arguments(checkpoint: Path, output_dir: Path, mode: str, schedule_dir: 
     elif mode == "optimal":
         args += ["--optimal_steps_dir", str(schedule_dir), "--metric", opts.metric,
                  "--num_caches", str(opts.num_caches), "--num_bu_blocks", str(opts.num_bu_blocks)]
-    for flag in ("n_test", "n_train", "n_envs", "max_steps", "num_inference_steps"):
+    for flag in ("n_test", "n_train", "n_envs", "max_steps", "num_inference_steps", "threads"):
         value = getattr(opts, flag)
         if value is not None:
             args += [f"--{flag}", str(value)]
@@ -523,47 +524,58 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         only.add_argument(f"--{group}_only", dest="group", action="store_const", const=group,
                           help=f"only the {group} tasks")
     parser.add_argument("--task", type=_name_list, default=[], help="task name(s), e.g. can_ph or can_ph,kitchen")
-    parser.add_argument("--checkpoint_root", default="checkpoint")
+    parser.add_argument("--checkpoint_root", default="checkpoint",
+                        help="where the checkpoints are (the layouts in this file's docstring)")
     parser.add_argument("--assets_dir", default="assets", help="schedules live in <assets_dir>/<task>/")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (local backend)")
-    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: subprocesses here, --jobs at a time; ray: one Ray task per run")
     parser.add_argument("--cpus_per_run", type=float, default=1, help="Ray CPUs per run")
     parser.add_argument("--ray_address", default=None, help="Ray cluster (default: RAY_ADDRESS, else a local one)")
     parser.add_argument("--trust_checkpoint", action="store_true", help="allow arbitrary pickled code (unsafe)")
     parser.add_argument("--dry_run", action="store_true", help="print the planned commands and exit")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sched = sub.add_parser("schedules", help="BAC schedules for every task (shs/get_steps/get_optimal_steps.sh)")
+    sched = sub.add_parser("schedules", help="BAC schedules for every task (shs/get_steps/get_optimal_steps.sh)",
+                           description="Compute the BAC schedules of every task's checkpoint into <assets_dir>/<task>/.")
     _add_common_arguments(sched)
     sched.add_argument("--num_caches", type=_int_list, default=[5], help="e.g. 5,8,10,20")
     sched.add_argument("--metrics", type=_name_list, default=["cosine", "l1", "mse"], help="e.g. cosine,l1,mse")
-    sched.add_argument("--force_recompute", action="store_true")
+    sched.add_argument("--force_recompute", action="store_true",
+                       help="recompute schedules even when they are there for the checkpoint")
 
-    bench = sub.add_parser("run", help="evaluate every checkpoint and mode (shs/benchmark/run_all_benchmarks.sh)")
+    bench = sub.add_parser("run", help="evaluate every checkpoint and mode (shs/benchmark/run_all_benchmarks.sh)",
+                           description="Evaluate every checkpoint in every cache mode, then aggregate the results.")
     _add_common_arguments(bench)
-    bench.add_argument("--results_dir", default="results")
+    bench.add_argument("--results_dir", default="results", help="results/<task>/train_<i>/<kind>/<mode>/ go here")
     bench.add_argument("--modes", type=_name_list, default=list(MODES), help="e.g. original,threshold,optimal")
     bench.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="training seeds (train_<i>)")
     bench.add_argument("--ckpt_kinds", type=_name_list, default=["max", "latest"],
                        help="max, latest and/or epochs (every epoch=*-test_mean_score=*.ckpt)")
-    bench.add_argument("--skip_video", action="store_true")
-    bench.add_argument("--num_caches", type=int, default=5)
-    bench.add_argument("--num_bu_blocks", type=int, default=3)
-    bench.add_argument("--cache_threshold", type=int, default=5)
-    bench.add_argument("--metric", default="cosine")
-    bench.add_argument("--n_test", type=int, default=None)
-    bench.add_argument("--n_train", type=int, default=None)
-    bench.add_argument("--n_envs", type=int, default=None)
-    bench.add_argument("--max_steps", type=int, default=None)
-    bench.add_argument("--num_inference_steps", type=int, default=None)
+    bench.add_argument("--skip_video", action="store_true", help="record no episode videos")
+    bench.add_argument("--num_caches", type=int, default=5, help="optimal mode: update steps per block")
+    bench.add_argument("--num_bu_blocks", type=int, default=3, help="optimal mode: Bubbling Union blocks")
+    bench.add_argument("--cache_threshold", type=int, default=5, help="threshold mode: update every N steps")
+    bench.add_argument("--metric", default="cosine", help="optimal mode: metric of the schedule")
+    bench.add_argument("--n_test", type=int, default=None, help="test episodes per run (default: the checkpoint's)")
+    bench.add_argument("--n_train", type=int, default=None, help="train-init episodes per run (default: the checkpoint's)")
+    bench.add_argument("--n_envs", type=int, default=None, help="parallel environments per run")
+    bench.add_argument("--max_steps", type=int, default=None, help="env steps per episode")
+    bench.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps")
+    bench.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch threads of each run (default: each run chooses and prints it)")
     bench.add_argument("--eval_seed", type=int, default=0, help="sampling seed passed to the eval as --seed")
     bench.add_argument("--force", action="store_true", help="re-run runs whose results exist")
-    bench.add_argument("--no_plots", action="store_true")
-    return parser.parse_args(argv)
+    bench.add_argument("--no_plots", action="store_true", help="write no summary plots")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def format_command(command: Sequence[str]) -> str:
@@ -579,7 +591,7 @@ def _plan_from_args(args) -> Plan:
         skip_video=args.skip_video, num_caches=args.num_caches, num_bu_blocks=args.num_bu_blocks,
         cache_threshold=args.cache_threshold, metric=args.metric, n_test=args.n_test, n_train=args.n_train,
         n_envs=args.n_envs, max_steps=args.max_steps, num_inference_steps=args.num_inference_steps,
-        eval_seed=args.eval_seed, trust_checkpoint=args.trust_checkpoint,
+        eval_seed=args.eval_seed, threads=args.threads, trust_checkpoint=args.trust_checkpoint,
     )
     return plan_runs(args.checkpoint_root, args.results_dir, args.assets_dir, args.device, args.group, args.task,
                      args.seeds, args.ckpt_kinds, args.modes, options, force=args.force)
@@ -603,6 +615,7 @@ def check_args(args) -> None:
         check_range("--n_envs", args.n_envs, 1)
         check_range("--max_steps", args.max_steps, 1)
         check_range("--num_inference_steps", args.num_inference_steps, 1)
+        check_range("--threads", args.threads, 1)
 
 
 def main(argv=None) -> int:

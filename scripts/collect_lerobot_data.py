@@ -12,18 +12,19 @@ LeRobotDataset v3.0 (load it with `LeRobotDataset(repo_id, root=OUTPUT_DIR)`).
 """
 
 import argparse
-import logging
 import sys
 
 from diffusion_policy.acceleration.cli import add_cache_arguments, cache_config_from_args
+from diffusion_policy.common.console import setup_console_logging
+from diffusion_policy.common.threads import add_threads_argument
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-c", "--checkpoint", required=True)
+    parser.add_argument("-c", "--checkpoint", required=True, help="Diffusion Policy checkpoint (.ckpt)")
     parser.add_argument("-o", "--output_dir", required=True, help="e.g. datas/lerobot/<task>")
     parser.add_argument("-n", "--num_episodes", type=int, required=True, help="episodes the dataset should hold")
-    parser.add_argument("-d", "--device", default="cpu")
+    parser.add_argument("-d", "--device", default="cpu", help="cpu or cuda:N")
     parser.add_argument("--use_bac", action="store_true", help="accelerate the policy with --cache_mode")
     add_cache_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="episode i uses env seed SEED + i")
@@ -31,17 +32,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_video", action="store_true",
                         help="store no video (lowdim tasks: no rendered view; image tasks: no camera observations)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted collection in --output_dir")
-    parser.add_argument("--format", choices=("lerobot", "legacy"), default="lerobot")
+    parser.add_argument("--format", choices=("lerobot", "legacy"), default="lerobot",
+                        help="lerobot: LeRobotDataset v3.0; legacy: the original BAC layout")
     parser.add_argument("--n_envs", type=int, default=None, help="parallel environments (default: the checkpoint's)")
     parser.add_argument("--max_steps", type=int, default=None, help="env steps per episode (default: the checkpoint's)")
     parser.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    add_threads_argument(parser)
     parser.add_argument("--trust_checkpoint", action="store_true", help="allow arbitrary pickled code (unsafe)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    setup_console_logging()
     from diffusion_policy.acceleration import CacheConfig
     from diffusion_policy.common.checkpoint import CheckpointError
     from diffusion_policy.data_collection.collect import (
@@ -60,7 +67,7 @@ def main(argv=None) -> int:
         settings = CollectSettings(num_episodes=args.num_episodes, seed=args.seed, fps=args.fps,
                                    no_video=args.no_video, resume=args.resume, format=args.format,
                                    n_envs=args.n_envs, max_steps=args.max_steps,
-                                   num_inference_steps=args.num_inference_steps)
+                                   num_inference_steps=args.num_inference_steps, threads=args.threads)
         summary = collect_rollouts(args.checkpoint, args.output_dir, cache_config, settings, device=args.device,
                                    trust_checkpoint=args.trust_checkpoint)
     except (CheckpointError, FileNotFoundError, FileExistsError, ValueError, DirectoryBusyError) as err:

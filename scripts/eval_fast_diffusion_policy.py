@@ -10,19 +10,20 @@ observations in the same run, speedup, FLOPs, action frequency, hardware and ver
 """
 
 import argparse
-import logging
 import sys
 
 from diffusion_policy.acceleration.cli import add_cache_arguments, cache_config_from_args
+from diffusion_policy.common.console import setup_console_logging
+from diffusion_policy.common.threads import add_threads_argument
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-c", "--checkpoint", required=True)
+    parser.add_argument("-c", "--checkpoint", required=True, help="Diffusion Policy checkpoint (.ckpt)")
     parser.add_argument("-o", "--output_dir", default=None, help="default: results/<task>/<cache_mode>")
-    parser.add_argument("-d", "--device", default="cpu")
+    parser.add_argument("-d", "--device", default="cpu", help="cpu or cuda:N")
     add_cache_arguments(parser)
-    parser.add_argument("--skip_video", action="store_true")
+    parser.add_argument("--skip_video", action="store_true", help="record no episode videos")
     parser.add_argument("--n_test", type=int, default=None, help="test episodes (default: the checkpoint's)")
     parser.add_argument("--n_train", type=int, default=None, help="train-init episodes (default: the checkpoint's)")
     parser.add_argument("--n_envs", type=int, default=None, help="parallel environments")
@@ -30,20 +31,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps")
     parser.add_argument("--seed", type=int, default=0, help="torch/numpy seed of the sampling noise")
     parser.add_argument("--latency_samples", type=int, default=20, help="observations re-timed against original")
+    add_threads_argument(parser)
     parser.add_argument("--trust_checkpoint", action="store_true", help="allow arbitrary pickled code (unsafe)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    setup_console_logging()
     from diffusion_policy.common.checkpoint import CheckpointError
     from diffusion_policy.env_runner.evaluate import EvalSettings, evaluate_checkpoint
 
     try:
         settings = EvalSettings(n_test=args.n_test, n_train=args.n_train, n_envs=args.n_envs,
                                 max_steps=args.max_steps, skip_video=args.skip_video, seed=args.seed,
-                                latency_samples=args.latency_samples)
+                                latency_samples=args.latency_samples, threads=args.threads)
         results, bench, out = evaluate_checkpoint(
             args.checkpoint, args.output_dir, cache_config_from_args(args), device=args.device, settings=settings,
             num_inference_steps=args.num_inference_steps, trust_checkpoint=args.trust_checkpoint)

@@ -16,9 +16,9 @@ import sys
 from diffusion_policy.demos.generate import DEFAULT_OUTPUTS, TASKS, generate_demos
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--task", required=True, choices=TASKS, help="which scripted expert to run")
     p.add_argument("--num_episodes", type=int, default=200, help="successful episodes to keep")
     p.add_argument("--seed", type=int, default=0, help="env seed of the first attempt (then +1 per attempt)")
     p.add_argument(
@@ -41,7 +41,11 @@ def parse_args(argv=None):
     p.add_argument("--val_ratio", type=float, default=0.1, help="robomimic mask/valid share (lift only)")
     p.add_argument("-o", "--output", default=None, help="output path (default: where the task config reads it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> float:

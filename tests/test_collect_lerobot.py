@@ -335,7 +335,7 @@ def test_kill_and_resume_continues_with_the_same_seeds(checkpoints, tmp_path):
 
     # Sampling noise is seeded per chunk, so the resumed dataset equals an uninterrupted collection.
     reference = tmp_path / "reference"
-    settings = CollectSettings(num_episodes=5, seed=11, max_steps=24, n_envs=1, no_video=True)
+    settings = CollectSettings(num_episodes=5, seed=11, max_steps=24, n_envs=1, no_video=True, threads=1)
     cache = CacheConfig(mode="threshold", cache_threshold=2)
     collect_rollouts(checkpoints["pusht_lowdim"], reference, cache, settings, progress=False)
     expected = read_lerobot_dataset(reference).data

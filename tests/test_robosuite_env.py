@@ -312,12 +312,14 @@ def test_lowdim_runner_zero_policy_with_dataset(tmp_path, lift_env):
     assert os.path.getsize(results["train/sim_video_0"]) > 0
 
 
-def test_lowdim_runner_without_dataset(tmp_path):
+def test_lowdim_runner_without_dataset(tmp_path, caplog):
     missing = tmp_path / "robomimic" / "datasets" / "lift" / "ph" / "low_dim.hdf5"
-    with pytest.warns(UserWarning, match="test episodes only"):
+    with caplog.at_level("INFO", logger="diffusion_policy"):  # one info line, not a warning
         runner = RobomimicLowdimRunner(
             tmp_path / "out", missing, LIFT_OBS_KEYS, n_train=2, n_test=1, max_steps=8, n_envs=1, skip_video=True
         )
+    notes = [r for r in caplog.records if "test episodes only" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].levelname == "INFO"
     assert [spec.prefix for spec in runner.episodes] == ["test/"]
     with pytest.raises(FileNotFoundError, match="task_name"):
         RobomimicLowdimRunner(tmp_path / "out", tmp_path / "nowhere.hdf5", LIFT_OBS_KEYS)

@@ -6,7 +6,9 @@ from diffusion_policy.acceleration.config import CACHE_MODES, CacheConfig
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache_mode", choices=CACHE_MODES, default="original")
+    parser.add_argument("--cache_mode", choices=CACHE_MODES, default="original",
+                        help="original: no caching; threshold: every block recomputes every N steps; "
+                             "optimal: per-block BAC schedules from --optimal_steps_dir")
     parser.add_argument("--cache_threshold", type=int, default=5, help="threshold mode: update every N steps")
     parser.add_argument("--optimal_steps_dir", default=None,
                         help="optimal mode: e.g. assets/<task>/optimal_steps/cosine")

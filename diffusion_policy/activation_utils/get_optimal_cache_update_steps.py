@@ -8,8 +8,10 @@ num_caches_<k>.json + bubbling_union.json, and plots/ (unless --no_plots).
 """
 
 import argparse
-import logging
 import sys
+
+from diffusion_policy.common.console import setup_console_logging
+from diffusion_policy.common.threads import add_threads_argument
 
 
 def _int_list(text: str) -> list[int]:
@@ -32,7 +34,7 @@ def _metric_list(text: str) -> list[str]:
     return metrics
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--checkpoint", required=True, help="Diffusion Policy checkpoint (.ckpt)")
     parser.add_argument("-o", "--output_dir", required=True, help="e.g. assets/<task>")
@@ -46,18 +48,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the calibration run")
     parser.add_argument("--num_inference_steps", type=int, default=None, help="override the checkpoint's steps")
     parser.add_argument("--no_plots", action="store_true", help="skip the PNG figures")
+    add_threads_argument(parser)
     parser.add_argument("--trust_checkpoint", action="store_true", help="allow arbitrary pickled code (unsafe)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_console_logging()
     from diffusion_policy.activation_utils.calibrate import compute_optimal_schedules
     from diffusion_policy.activation_utils.schedule_files import optimal_steps_dir
     from diffusion_policy.common.checkpoint import CheckpointError
+    from diffusion_policy.common.threads import set_threads
 
     try:
+        set_threads(args.threads)  # calibration runs one env in this process: no workers beside it
         written = compute_optimal_schedules(
             args.checkpoint, args.output_dir, device=args.device, num_caches_list=tuple(args.num_caches),
             metrics=tuple(args.metrics), force_recompute=args.force_recompute, source=args.calibration,

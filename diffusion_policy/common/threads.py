@@ -4,7 +4,7 @@ On a small machine, OpenMP threads that spin while env worker processes (or othe
 same cores make every torch call wait for its slowest thread: one predict_action went from 7 s to
 173 s with 2 threads on 2 busy cores. The default is therefore: the cores this process may use, less
 the env worker processes that run beside the policy, less what other programs keep busy (the
-1-minute load average), and at least 1. `--threads N` overrides it.
+1-minute load average), and at least 1. OMP_NUM_THREADS, when set, and `--threads N` override it.
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import os
 
-import torch
-
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_threads(env_workers: int = 0) -> tuple[int, str]:
-    """(threads, why) for a command that runs `env_workers` env processes beside the policy."""
+    """(threads, why) for a command that runs `env_workers` env processes beside the policy.
+    OMP_NUM_THREADS, when set, is the user's choice and wins."""
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) >= 1:
+        return int(omp), "OMP_NUM_THREADS"
     cores = usable_cores()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     idle = max(cores - int(round(load)), 1)
@@ -40,6 +42,8 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 
 def set_threads(requested: int | None, env_workers: int = 0, report=print) -> int:
     """torch.set_num_threads(requested or the default) and report the choice in one line."""
+    import torch  # here, not at the top: scripts import this module before argparse runs
+
     if requested is not None:
         if requested < 1:
             raise ValueError(f"--threads must be >= 1, got {requested}")

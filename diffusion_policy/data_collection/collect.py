@@ -43,6 +43,7 @@ from gymnasium import spaces
 
 from diffusion_policy.acceleration import CacheConfig, apply_cache, update_steps_for
 from diffusion_policy.common.checkpoint import load_checkpoint, weights_fingerprint
+from diffusion_policy.common.threads import set_threads
 from diffusion_policy.common.validation import check_device, check_output_dir
 from diffusion_policy.data_collection.episode_buffer import make_features
 from diffusion_policy.data_collection.legacy_format import LegacyDatasetWriter
@@ -137,6 +138,7 @@ class CollectSettings:
     n_envs: int | None = None  # episodes run in parallel; default the checkpoint's, else #CPUs
     max_steps: int | None = None  # env steps per episode; default the checkpoint's
     num_inference_steps: int | None = None  # denoising steps; default the checkpoint's
+    threads: int | None = None  # torch threads; default common.threads.default_threads
 
     def check(self) -> None:
         """Raise ValueError naming the first bad setting."""
@@ -144,7 +146,7 @@ class CollectSettings:
             raise ValueError(f"--num_episodes must be >= 1, got {self.num_episodes}")
         if self.format not in WRITERS:
             raise ValueError(f"--format must be one of {sorted(WRITERS)}, got {self.format!r}")
-        for name in ("fps", "n_envs", "max_steps", "num_inference_steps"):
+        for name in ("fps", "n_envs", "max_steps", "num_inference_steps", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}")
@@ -398,6 +400,7 @@ def collect_rollouts(
 
     n_envs = settings.n_envs or cfg.task.env_runner.get("n_envs") or os.cpu_count() or 1
     runner = make_collect_runner(cfg, output_dir, min(int(n_envs), settings.num_episodes), settings)
+    set_threads(settings.threads, env_workers=runner.env_worker_processes, report=print if progress else logger.info)
     writer = None
     try:
         layout = frame_layout(runner, settings.no_video)

@@ -174,10 +174,15 @@ class EnvRunner:
     def _make_dummy_env(self) -> gymnasium.Env:
         return self._wrap(self.dummy_env_fn())
 
+    @property
+    def env_worker_processes(self) -> int:
+        """Env processes that run beside the policy (0: the envs step in this process)."""
+        return self.n_envs if self.n_envs > 1 and (os.cpu_count() or 1) >= 2 else 0
+
     def vector_env(self) -> gymnasium.vector.VectorEnv:
         """The vector env, built on first use and kept until `close()`."""
         if self._vector_env is None:
-            if self.n_envs > 1 and (os.cpu_count() or 1) >= 2:
+            if self.env_worker_processes:
                 env_fns = [self._make_env] * self.n_envs
                 if self.dummy_env_fn is not None:
                     env_fns[0] = _ParentAwareEnvFn(self._make_env, self._make_dummy_env, os.getpid())
@@ -241,6 +246,10 @@ class EnvRunner:
         dtype = getattr(policy, "dtype", torch.float32)
         n_chunks = -(-len(self.episodes) // self.n_envs)
         rewards, infos, videos, timings, frames = [], [], [], [], []
+        # One bar for the run: episodes done (ends at 100 % even when episodes end early), with the
+        # env step of the running chunk; tqdm's estimate of the remaining time comes with it.
+        pbar = tqdm.tqdm(total=len(self.episodes), unit="episode", desc=f"Eval {self.name}", leave=False,
+                         mininterval=self.tqdm_interval_sec)
         for chunk_idx in range(n_chunks):
             specs = self.episodes[chunk_idx * self.n_envs : (chunk_idx + 1) * self.n_envs]
             n_real = len(specs)
@@ -252,13 +261,9 @@ class EnvRunner:
             obs, _ = envs.reset(seed=[spec.seed for spec in specs])
             policy.reset()
             done = np.zeros(self.n_envs, dtype=bool)
-            pbar = tqdm.tqdm(
-                total=self.max_steps,
-                desc=f"Eval {self.name} episodes {chunk_idx * self.n_envs + 1}-"
-                f"{chunk_idx * self.n_envs + n_real} of {len(self.episodes)} (env steps)",
-                leave=False,
-                mininterval=self.tqdm_interval_sec,
-            )
+            counted = np.zeros(n_real, dtype=bool)  # episodes of this chunk already on the bar
+            first = chunk_idx * self.n_envs + 1
+            step = 0
             while not done.all():
                 obs_dict = {
                     key: torch.as_tensor(value).to(device=device, dtype=dtype)
@@ -275,14 +280,19 @@ class EnvRunner:
                     raise RuntimeError(f"{self.name}: the policy returned NaN/inf actions")
                 obs, _, terminated, truncated, _ = envs.step(action)
                 done = terminated | truncated
-                pbar.update(action.shape[1])
-            pbar.close()
+                step = min(step + action.shape[1], self.max_steps)
+                finished = done[:n_real] & ~counted
+                counted |= finished
+                pbar.set_postfix_str(f"episodes {first}-{first + n_real - 1}: env step {step}/{self.max_steps}",
+                                     refresh=False)
+                pbar.update(int(finished.sum()))
 
             rewards += [np.asarray(r, dtype=np.float64) for r in envs.call("get_rewards")[:n_real]]
             infos += list(envs.call("get_last_info")[:n_real])
             videos += list(envs.call("finish_video")[:n_real])
             if self.record_frames:
                 frames += list(envs.call("get_episode_frames")[:n_real])
+        pbar.close()
 
         results = {}
         for prefix in dict.fromkeys(spec.prefix for spec in self.episodes):

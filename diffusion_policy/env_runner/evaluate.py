@@ -19,11 +19,13 @@ from typing import Optional
 
 import numpy as np
 import torch
+import tqdm
 
 from diffusion_policy.acceleration import CacheConfig, apply_cache, remove_cache, update_steps_for
 from diffusion_policy.acceleration.benchmark import count_flops, timed_predict_action
 from diffusion_policy.common.checkpoint import load_checkpoint
 from diffusion_policy.common.safe_config import safe_slug
+from diffusion_policy.common.threads import set_threads
 from diffusion_policy.common.validation import check_device, check_output_dir, check_range
 from diffusion_policy.env_runner.factory import make_env_runner
 
@@ -37,6 +39,7 @@ class EvalSettings:
     skip_video: bool = False
     seed: int = 0
     latency_samples: int = 20  # observations re-timed for the original-vs-cached comparison
+    threads: Optional[int] = None  # torch threads; None: common.threads.default_threads
 
     def __post_init__(self) -> None:
         check_range("--n_test", self.n_test, 0)
@@ -46,6 +49,7 @@ class EvalSettings:
         check_range("--n_envs", self.n_envs, 1)
         check_range("--max_steps", self.max_steps, 1)
         check_range("--latency_samples", self.latency_samples, 1, allow_none=False)
+        check_range("--threads", self.threads, 1)
 
 
 class ObservationRecorder:
@@ -103,12 +107,15 @@ def _latency_stats(seconds: list[float]) -> dict:
     }
 
 
-def compare_on_recorded(cached_policy, original_policy, observations: list[dict]) -> dict[str, list[float]]:
+def compare_on_recorded(cached_policy, original_policy, observations: list[dict],
+                        progress: bool = True) -> dict[str, list[float]]:
     """Time both policies round-robin on the same observations (one warm-up call each)."""
     timed_predict_action(cached_policy, observations[0])
     timed_predict_action(original_policy, observations[0])
     times = {"cached": [], "original": []}
-    for obs in observations:
+    bar = tqdm.tqdm(observations, desc="Re-timing cached vs original on recorded observations", unit="obs",
+                    leave=False, disable=not progress)
+    for obs in bar:
         times["cached"].append(timed_predict_action(cached_policy, obs)[1])
         times["original"].append(timed_predict_action(original_policy, obs)[1])
     return times
@@ -162,6 +169,8 @@ def evaluate_checkpoint(
     apply_cache(policy, cache_config)  # a bad schedule or cache setting fails here, before the rollout
     runner = make_env_runner(cfg, str(out), n_test=settings.n_test, n_train=settings.n_train,
                              n_envs=settings.n_envs, max_steps=settings.max_steps, skip_video=settings.skip_video)
+    # One thread count for the rollout and the re-timing, so both policies are timed alike.
+    set_threads(settings.threads, env_workers=runner.env_worker_processes)
     recorder = ObservationRecorder(policy, settings.latency_samples)
     try:
         log = runner.run(recorder)

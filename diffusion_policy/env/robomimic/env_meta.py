@@ -16,6 +16,7 @@ OSC_POSE defaults (the values robomimic's datasets use).
 import copy
 import ctypes.util
 import json
+import logging
 import os
 import pathlib
 import sys
@@ -78,11 +79,26 @@ def configure_gl_backend() -> None:
         os.environ.setdefault("PYOPENGL_PLATFORM", backend)
 
 
+# robosuite messages that say nothing about our tasks: its import-time notes (no private macro file and
+# how to make one; robots and IK of optional packages) and one INFO line per controller config it loads.
+_ROBOSUITE_NOISE = ("No private macro file found", "private macro file", "setup_macros.py",
+                    "Could not import robosuite_models", "Could not load the mink-based whole-body IK")
+
+
+def _not_robosuite_noise(record: logging.LogRecord) -> bool:
+    return not any(text in record.getMessage() for text in _ROBOSUITE_NOISE)
+
+
 def import_robosuite():
-    """robosuite, imported after `configure_gl_backend`."""
+    """robosuite, imported after `configure_gl_backend`, its console logging at WARNING (real warnings only)."""
     configure_gl_backend()
+    robosuite_logger = logging.getLogger("robosuite_logs")  # the logger robosuite configures at import
+    if _not_robosuite_noise not in robosuite_logger.filters:
+        robosuite_logger.addFilter(_not_robosuite_noise)
+    robosuite_logger.propagate = False  # robosuite prints through its own handler: not twice
     import robosuite
 
+    robosuite_logger.setLevel(logging.WARNING)
     return robosuite
 
 
@@ -149,6 +165,7 @@ def robosuite_controller_config(controller_config: dict, robots, abs_action: boo
     world frame (robosuite <= 1.4 semantics), and `refactor_composite_controller_config` nests the
     result under each arm of the robot. `abs_action` switches the arms to absolute poses.
     """
+    import_robosuite()  # its logging set up first
     from robosuite.controllers.composite.composite_controller_factory import refactor_composite_controller_config
     from robosuite.robots import REGISTERED_ROBOTS
 

@@ -112,7 +112,7 @@ class TransformerForDiffusion(ModuleAttrMixin):
         self.n_cond_layers = n_cond_layers
 
         self.apply(self._init_weights)
-        logger.info("TransformerForDiffusion: %.3e parameters", sum(p.numel() for p in self.parameters()))
+        logger.debug("TransformerForDiffusion: %.3e parameters", sum(p.numel() for p in self.parameters()))
 
     # ----------------------------------------------------------------------------------- init / optim
     def _init_weights(self, module: nn.Module) -> None:
