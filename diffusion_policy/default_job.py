@@ -17,7 +17,8 @@ from pathlib import Path
 from diffusion_policy.acceleration import CacheConfig
 from diffusion_policy.activation_utils.calibrate import compute_optimal_schedules
 from diffusion_policy.activation_utils.schedule_files import optimal_steps_dir
-from diffusion_policy.env_runner.evaluate import EvalSettings, evaluate_checkpoint, write_json_atomic
+from diffusion_policy.common.files import write_atomic, write_json_atomic, write_text_atomic
+from diffusion_policy.env_runner.evaluate import EvalSettings, evaluate_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def run_default_job(settings: JobSettings) -> list[dict]:
             "hz": bench["action_frequency_hz"], "results_dir": str(out),
         })
     write_json_atomic(settings.output_dir / "summary.json", {"checkpoint": str(settings.checkpoint), "rows": rows})
-    (settings.output_dir / "summary.md").write_text(format_table(rows) + "\n")
+    write_text_atomic(settings.output_dir / "summary.md", format_table(rows) + "\n")
     plot_summary(rows, settings.output_dir / "success_vs_speedup.png")
     return rows
 
@@ -125,7 +126,4 @@ def plot_summary(rows: list[dict], path: Path) -> Path:
     ax_latency.grid(alpha=0.3, axis="y")
     fig.suptitle(f"BAC on the bundled default ({rows[0]['episodes']} test episodes per mode)", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda f: fig.savefig(f, format="png"))

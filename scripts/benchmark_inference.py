@@ -9,7 +9,6 @@ come from --optimal_steps_dir, or are computed for this model first (calibrated 
 """
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -107,6 +106,7 @@ def main(argv=None) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     from diffusion_policy.activation_visualization.plots import plot_speed_vs_error
+    from diffusion_policy.common.files import write_json_atomic
 
     for batch_size, rows in report["batches"].items():
         records = [  # cached modes; 'num_caches' labels a point (threshold: its update period)
@@ -116,9 +116,7 @@ def main(argv=None) -> int:
         ]
         if records:
             print(f"plot: {plot_speed_vs_error(records, out.with_name(f'{out.stem}_b{batch_size}_speed_vs_error.png'))}")
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(report, indent=2))
-    tmp_out.replace(out)
+    write_json_atomic(out, report)
     print(f"\nwrote {out}")
     return 0
 

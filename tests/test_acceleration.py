@@ -113,7 +113,67 @@ def test_cache_changes_nothing_outside_the_blocks_and_is_removable(obs):
     assert torch.equal(sample(policy, obs), expected)  # ...and removing it restores the policy exactly
     after = policy.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert not any(k in vars(policy.model) for k in ("forward", "embed_time_token", "embed_obs_tokens"))
+    # no module keeps a hooked forward or a hook registry
+    assert not any("forward" in vars(m) or "_bac_hook_registry" in vars(m) for m in policy.modules())
+
+
+def test_recording_stacks_with_a_cache_and_records_what_it_computes(obs):
+    from diffusion_policy.activation_utils.collect import record_computed_outputs
+
+    policy = make_policy()
+    uncached = record_block_outputs(policy, obs, seed=0)
+    apply_cache(policy, CacheConfig(mode="threshold", cache_threshold=3, reuse_condition=False,
+                                    fuse_cached_blocks=False))
+    expected = policy.predict_action(obs, generator=torch.Generator().manual_seed(0))["action_pred"]
+    recordings = record_computed_outputs(policy, obs, seed=0)
+    assert {tuple(r.steps) for r in recordings.values()} == {(0, 3, 6, 9)}  # only the update steps
+    for name, recording in recordings.items():
+        # step 0 sees the same input with or without the cache
+        assert torch.equal(torch.from_numpy(recording.outputs[0]), torch.from_numpy(uncached[name][0]))
+    # recording changed nothing, and the cache is still applied afterwards
+    assert torch.equal(sample(policy, obs), expected) and cache_report(policy)["mode"] == "threshold"
+    with pytest.raises(ValueError, match="a cache is applied"):
+        record_block_outputs(policy, obs)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_model_called_outside_sampling_passes_through_and_leaves_the_cache_intact(obs, fuse):
+    policy = make_policy()
+    config = CacheConfig(mode="threshold", cache_threshold=4, fuse_cached_blocks=fuse)
+    trajectory = torch.randn(2, HORIZON, ACT_DIM, generator=torch.Generator().manual_seed(3))
+    cond = torch.randn(2, TO, OBS_DIM, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        plain = policy.model(trajectory, torch.tensor(5), cond)
+    apply_cache(policy, config)
+    expected = sample(policy, obs)
+    with torch.no_grad():  # a forward by hand, between two predict_actions
+        assert torch.equal(policy.model(trajectory, torch.tensor(5), cond), plain)
+    assert torch.equal(sample(policy, obs), expected)
+
+
+def test_hook_registry_chains_named_hooks_and_removes_them_by_name():
+    from diffusion_policy.acceleration.hooks import HookRegistry, ModelHook
+
+    class Tag(ModelHook):
+        def __init__(self, tag):
+            self.tag = tag
+
+        def forward(self, module, call_next, x):
+            return call_next(x) + [self.tag]
+
+    registry = HookRegistry.of(torch.nn.Identity())  # forward(list) returns the list: the hooks' order shows
+    registry.register("a", Tag("a"))
+    registry.register("b", Tag("b"))
+    registry.register("inner", Tag("inner"), innermost=True)
+    identity = registry.module
+    assert identity.forward([]) == ["inner", "a", "b"]  # later hooks wrap earlier ones
+    with pytest.raises(ValueError, match="already has a hook named 'a'"):
+        registry.register("a", Tag("again"))
+    registry.remove("a")
+    assert identity.forward([]) == ["inner", "b"]
+    registry.remove("inner")
+    registry.remove("b")
+    assert "forward" not in vars(identity) and HookRegistry.of(identity, create=False) is None
 
 
 def test_step_counter_resets_every_predict_action(obs):

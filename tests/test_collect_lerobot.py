@@ -25,11 +25,11 @@ from checkpoint_fixtures import write_tiny_checkpoint
 from gymnasium import spaces
 
 from diffusion_policy.acceleration import CacheConfig
+from diffusion_policy.common.files import sha256_of_file
 from diffusion_policy.data_collection import read_legacy_dataset, read_lerobot_dataset
 from diffusion_policy.data_collection.collect import (
     CollectSettings,
     collect_rollouts,
-    file_sha256,
 )
 from diffusion_policy.data_collection.video import count_frames, decode_video
 from diffusion_policy.env_runner.base_runner import (
@@ -204,7 +204,7 @@ def test_pusht_dataset_layout_and_metadata(pusht_dataset, checkpoints):
         assert episode["policy_mode"] == "original" and json.loads(episode["policy_cache"]) == {"mode": "original"}
         assert episode["inference_ms_mean"] > 0 and episode["inference_ms_median"] > 0
         assert episode["num_inference_steps"] == 8
-        assert episode["checkpoint_sha256"] == file_sha256(checkpoints["pusht_lowdim"])
+        assert episode["checkpoint_sha256"] == sha256_of_file(checkpoints["pusht_lowdim"])
         rows = episode_rows(contents, index)
         assert rows["next.done"].tolist() == [False] * 15 + [True]
         assert episode["success"] == bool(rows["next.success"].any())

@@ -133,7 +133,6 @@ def test_escaped_interpolation_cannot_come_back_to_life(tmp_path):
 
 def test_the_gate_applies_to_every_reader(tmp_path):
     """read_checkpoint (training resume, export) returns the checked plain cfg, or refuses."""
-    marker = tmp_path / "pwned"
 
     def edit(cfg):
         cfg.task.env_runner._target_ = "builtins.open"

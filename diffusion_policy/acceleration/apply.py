@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from diffusion_policy.acceleration.config import CacheConfig
 from diffusion_policy.acceleration.hooks import (
     BlockCacheHook,
-    ConditionCacheHook,
     DecoderPlanHook,
     HookRegistry,
+    ModelHook,
+    ObsKeyValueHook,
+    RunConstantHook,
+    TimeTokenTableHook,
     decoder_blocks,
-    get_registry,
-    install_registry,
-    remove_registry,
+    remove_hooks,
 )
+
+CACHE_HOOK = "bac_cache"  # the name of the cache's hook on every module it touches
+APPLIED_ATTR = "_bac_applied_cache"
+
+
+@dataclass
+class AppliedCache:
+    """What `apply_cache` put on a policy (kept on it, so that `remove_cache` can take it off)."""
+
+    config: CacheConfig
+    num_steps: int
+    block_hooks: dict[str, BlockCacheHook]
+    stateful_hooks: list[ModelHook]  # reset at the start of every denoising run
+    on_run_start: Callable
 
 
 def update_steps_for(policy, config: CacheConfig) -> dict[str, list[int]]:
@@ -42,49 +60,67 @@ def update_steps_for(policy, config: CacheConfig) -> dict[str, list[int]]:
     return resolve_update_steps(schedule, int(config.num_bu_blocks), num_steps)
 
 
-def apply_cache(policy, config: CacheConfig) -> HookRegistry | None:
+def apply_cache(policy, config: CacheConfig) -> AppliedCache | None:
     """Make `policy` reuse block outputs as `config` says; replaces any cache applied before.
 
-    'original' leaves the policy unmodified. Other modes hook every decoder block and, unless
-    `config.reuse_condition` is False, also the lossless condition cache.
+    'original' leaves the policy unmodified. Other modes register a hook named 'bac_cache' on every
+    decoder block (and, fused, on the decoder) and, unless `config.reuse_condition` is False, the
+    lossless hooks on the time token, the obs tokens and each layer's memory keys/values.
     """
     remove_cache(policy)
     if config.mode == "original":
         return None
     steps = update_steps_for(policy, config)
     num_steps = policy.num_inference_steps
-    for name, block_steps in steps.items():
-        if 0 not in block_steps:
-            raise ValueError(f"{name}: the first denoising step must be an update step, got {block_steps}")
-    registry = install_registry(policy, config.describe())
-    block_hooks = []
-    for name, block in decoder_blocks(policy.model).items():
+    state = policy.denoising
+    blocks = decoder_blocks(policy.model)
+    block_hooks = {}
+    for name, block in blocks.items():
         updates = set(steps[name])
-        hook = BlockCacheHook(block.forward, [s in updates for s in range(num_steps)], registry.state)
-        registry.override(block, "forward", lambda _original, hook=hook: hook.forward)
-        registry.state.run_resets.append(hook.reset)
-        registry.hooks[name] = hook
-        block_hooks.append(hook)
+        if 0 not in updates:
+            raise ValueError(f"{name}: the first denoising step must be an update step, got {steps[name]}")
+        hook = BlockCacheHook(state, [s in updates for s in range(num_steps)])
+        block_hooks[name] = HookRegistry.of(block).register(CACHE_HOOK, hook)
+    stateful: list[ModelHook] = list(block_hooks.values())
     model = policy.model
     if config.fuse_cached_blocks:
-        plan = DecoderPlanHook(registry.state, block_hooks, num_steps)
-        registry.override(model.decoder, "forward", lambda _original: plan.forward)
-        registry.state.run_resets.append(plan.reset)
-        registry.hooks["decoder"] = plan
+        plan = DecoderPlanHook(state, list(blocks.values()), list(block_hooks.values()))
+        stateful.append(HookRegistry.of(model.decoder).register(CACHE_HOOK, plan))
     if config.reuse_condition and model.obs_as_cond and model.n_cond_layers == 0:
-        registry.hooks["condition"] = ConditionCacheHook(registry, policy)
-    return registry
+        stateful.append(HookRegistry.of(model.time_token).register(CACHE_HOOK, TimeTokenTableHook(state)))
+        stateful.append(HookRegistry.of(model.obs_tokens).register(CACHE_HOOK, RunConstantHook(state)))
+        for layer in model.decoder.layers:
+            stateful.append(HookRegistry.of(layer.memory_kv).register(CACHE_HOOK, ObsKeyValueHook(state)))
+
+    def on_run_start(run) -> None:
+        if run.num_steps != num_steps:
+            raise ValueError(f"the cache was applied for {num_steps} denoising steps but the policy now runs "
+                             f"{run.num_steps}; call apply_cache again after changing num_inference_steps")
+        for hook in stateful:
+            hook.reset_state()
+
+    state.add_run_listener(on_run_start)
+    applied = AppliedCache(config, num_steps, block_hooks, stateful, on_run_start)
+    policy.__dict__[APPLIED_ATTR] = applied
+    return applied
+
+
+def applied_cache(policy) -> AppliedCache | None:
+    return policy.__dict__.get(APPLIED_ATTR)
 
 
 def remove_cache(policy) -> None:
-    """Undo `apply_cache` (a no-op on a policy without a cache)."""
-    remove_registry(policy)
+    """Undo `apply_cache` (a no-op on a policy without a cache); other hooks stay."""
+    applied = policy.__dict__.pop(APPLIED_ATTR, None)
+    if applied is not None:
+        policy.denoising.remove_run_listener(applied.on_run_start)
+        remove_hooks(policy.model, CACHE_HOOK)
 
 
 def cache_report(policy) -> dict:
     """What the applied cache did so far: mode parameters and block evaluations per block."""
-    registry = get_registry(policy)
-    if registry is None:
+    applied = applied_cache(policy)
+    if applied is None:
         return {"mode": "original"}
-    computed = {name: hook.num_computed for name, hook in registry.hooks.items() if isinstance(hook, BlockCacheHook)}
-    return {**registry.description, "block_evaluations": computed}
+    computed = {name: hook.num_computed for name, hook in applied.block_hooks.items()}
+    return {**applied.config.describe(), "block_evaluations": computed}

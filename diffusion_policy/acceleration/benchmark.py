@@ -16,6 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffusion_policy.acceleration import CacheConfig, apply_cache, update_steps_for
+from diffusion_policy.common.timing import p90
 
 
 @dataclass
@@ -33,8 +34,7 @@ class ModeResult:
 
     @property
     def p90_s(self) -> float:
-        ordered = sorted(self.latencies_s)
-        return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+        return p90(self.latencies_s)
 
 
 def _synchronize(device: torch.device) -> None:

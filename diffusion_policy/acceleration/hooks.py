@@ -1,115 +1,92 @@
-"""Hooks that make a loaded policy reuse block outputs across denoising steps.
+"""Hooks on named modules, in the manner of diffusers' hooks (`ModelHook` + `HookRegistry`).
 
-In the manner of diffusers' cache hooks: nothing in the model's code changes. `apply_cache` swaps a
-few bound methods on named modules for hook methods (recorded in a registry on the policy so that
-`remove_cache` puts everything back), all hooks share one `SamplingState`, and that state is reset
-at the start of every sampling run (each `predict_action`).
+A `HookRegistry` lives on one module and wraps its `forward` once; hooks are registered on it by
+name, several per module, and removed by name (the module's own forward comes back when the last
+one goes). A hook's `forward(module, call_next, *args)` decides whether and how to call the next
+hook in the chain (the innermost `call_next` is the module's own forward):
 
-    policy.conditional_sample   -> reset the step counter and per-run caches
-    policy.model.forward        -> one denoising step: advance the step counter afterwards
-    decoder.layers.{i}.{sa,ca,ffn}.forward
-                                -> recompute on the block's update steps, else return the cached output
-    policy.model.decoder.forward
-                                -> the same schedule, executed without per-block dispatch: due blocks
-                                   are computed, each run of cached blocks is added as one sum
-    policy.model.embed_time_token / embed_obs_tokens, decoder.layers.{i}.memory_kv
-                                -> lossless: within one run the obs tokens (and their cross-attention
-                                   keys/values) never change, and the time tokens of every step are
-                                   known up front, so each is computed once per run
+    registry = HookRegistry.of(policy.model.decoder.layers[0].ffn)
+    registry.register("bac_cache", BlockCacheHook(state, update))     # later hooks wrap earlier ones
+    registry.register("bac_record", RecordHook(state), innermost=True)  # sees only real computations
+    registry.remove("bac_record")
+
+Hooks that keep per-run state read the policy's `DenoisingState` (policy/denoising.py), which the
+sampling loop sets: they act only inside a run (`state.active`), on the step index the loop gives,
+and are reset by a run listener when a run starts. Outside a run (e.g. `policy.model(...)` called
+by hand) every hook here passes the call through untouched.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from collections.abc import Callable
 
 import torch
 
 from diffusion_policy.model.diffusion.decoder import DecoderContext
+from diffusion_policy.policy.denoising import DenoisingState
 
-REGISTRY_ATTR = "_bac_hooks"
+REGISTRY_ATTR = "_bac_hook_registry"
 
 
-class SamplingState:
-    """Denoising-step counter shared by all hooks of one policy."""
+class ModelHook:
+    """One behaviour on one module's forward. The default passes the call through."""
 
-    def __init__(self) -> None:
-        self.step = 0
-        self.run_resets: list[Callable[[], None]] = []  # per-run caches to clear
+    def forward(self, module: torch.nn.Module, call_next: Callable, *args):
+        return call_next(*args)
 
-    def start_run(self) -> None:
-        self.step = 0
-        for reset in self.run_resets:
-            reset()
+    def reset_state(self) -> None:
+        """Forget per-run state (called when a denoising run starts)."""
 
 
 class HookRegistry:
-    """Instance-level method overrides on modules, undone in reverse order by `remove`."""
+    """The hooks of one module, innermost first; `module.forward` runs the chain."""
 
-    def __init__(self, state: SamplingState, description: dict):
-        self.state = state
-        self.description = description  # what was applied (for logs / result files)
-        self.hooks: dict[str, Any] = {}  # name -> hook object (block caches, recorders, ...)
-        self._overrides: list[tuple[Any, str]] = []
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        self.hooks: dict[str, ModelHook] = {}
+        self._own_forward = module.forward  # the class's bound forward
 
-    def override(self, obj: Any, method: str, wrap: Callable[[Callable], Callable]) -> Callable:
-        """Replace `obj.method` (for this object only) by `wrap(original_bound_method)`."""
-        if method in obj.__dict__:
-            raise RuntimeError(f"{type(obj).__name__}.{method} is already overridden")
-        replacement = wrap(getattr(obj, method))
-        obj.__dict__[method] = replacement
-        self._overrides.append((obj, method))
-        return replacement
+    @classmethod
+    def of(cls, module: torch.nn.Module, create: bool = True) -> HookRegistry | None:
+        registry = module.__dict__.get(REGISTRY_ATTR)
+        if registry is None and create:
+            registry = cls(module)
+            module.__dict__[REGISTRY_ATTR] = registry
+        return registry
 
-    def remove(self) -> None:
-        for obj, method in reversed(self._overrides):
-            del obj.__dict__[method]
-        self._overrides.clear()
+    def register(self, name: str, hook: ModelHook, innermost: bool = False) -> ModelHook:
+        if name in self.hooks:
+            raise ValueError(f"{type(self.module).__name__} already has a hook named {name!r}; remove it first")
+        items = list(self.hooks.items())
+        self.hooks = dict([(name, hook), *items] if innermost else [*items, (name, hook)])
+        self._rebuild()
+        return hook
 
+    def get(self, name: str) -> ModelHook | None:
+        return self.hooks.get(name)
 
-def get_registry(policy) -> HookRegistry | None:
-    return policy.__dict__.get(REGISTRY_ATTR)
+    def remove(self, name: str) -> None:
+        if self.hooks.pop(name, None) is not None:
+            self._rebuild()
 
-
-def install_registry(policy, description: dict) -> HookRegistry:
-    """Attach a fresh registry with step counting and per-run reset (removing any previous one).
-
-    The registry is valid for the policy's current `num_inference_steps`.
-    """
-    num_steps = policy.num_inference_steps
-    remove_registry(policy)
-    state = SamplingState()
-    registry = HookRegistry(state, description)
-
-    def start_run(sample):
-        def conditional_sample(*args, **kwargs):
-            if policy.num_inference_steps != num_steps:
-                raise ValueError(
-                    f"the cache was applied for {num_steps} denoising steps but the policy now runs "
-                    f"{policy.num_inference_steps}; call apply_cache again after changing num_inference_steps"
-                )
-            state.start_run()
-            return sample(*args, **kwargs)
-
-        return conditional_sample
-
-    def count_steps(forward):
-        def counted_forward(*args, **kwargs):
-            out = forward(*args, **kwargs)
-            state.step += 1
-            return out
-
-        return counted_forward
-
-    registry.override(policy, "conditional_sample", start_run)
-    registry.override(policy.model, "forward", count_steps)
-    policy.__dict__[REGISTRY_ATTR] = registry
-    return registry
+    def _rebuild(self) -> None:
+        if not self.hooks:  # back to the class's forward; the registry goes too
+            self.module.__dict__.pop("forward", None)
+            self.module.__dict__.pop(REGISTRY_ATTR, None)
+            return
+        call = self._own_forward
+        for hook in self.hooks.values():  # built once here, so a call costs no closure creation
+            call = functools.partial(hook.forward, self.module, call)
+        self.module.__dict__["forward"] = call
 
 
-def remove_registry(policy) -> None:
-    registry = policy.__dict__.pop(REGISTRY_ATTR, None)
-    if registry is not None:
-        registry.remove()
+def remove_hooks(root: torch.nn.Module, name: str) -> None:
+    """Remove the hook `name` from every module under `root`."""
+    for module in root.modules():
+        registry = HookRegistry.of(module, create=False)
+        if registry is not None:
+            registry.remove(name)
 
 
 def decoder_blocks(model) -> dict[str, torch.nn.Module]:
@@ -123,47 +100,48 @@ def decoder_blocks(model) -> dict[str, torch.nn.Module]:
     }
 
 
-class BlockCacheHook:
+# ----------------------------------------------------------------------------- block caching
+class BlockCacheHook(ModelHook):
     """Recompute a block on its update steps; otherwise return its output from the last update."""
 
-    def __init__(self, original_forward: Callable, update: list[bool], state: SamplingState):
-        self.original_forward = original_forward
-        self.update = update  # update[step] for every denoising step; update[0] is True
+    def __init__(self, state: DenoisingState, update: list[bool]):
         self.state = state
+        self.update = update  # update[step] for every denoising step; update[0] is True
         self.cached: torch.Tensor | None = None
+        self.version = 0  # bumped at every recomputation (the decoder plan's memo key)
         self.num_computed = 0  # block evaluations since the hook was applied (for reports)
 
-    def forward(self, x: torch.Tensor, ctx) -> torch.Tensor:
+    def forward(self, module, call_next, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
+        if not self.state.active:
+            return call_next(x, ctx)
         if self.update[self.state.step]:
-            self.compute(x, ctx)
+            self.cached = call_next(x, ctx)
+            self.version += 1
+            self.num_computed += 1
         return self.cached
 
-    def compute(self, x: torch.Tensor, ctx) -> torch.Tensor:
-        self.cached = self.original_forward(x, ctx)
-        self.num_computed += 1
-        return self.cached
-
-    def reset(self) -> None:
+    def reset_state(self) -> None:
         self.cached = None
 
 
-class DecoderPlanHook:
+class DecoderPlanHook(ModelHook):
     """Runs the decoder straight from the block schedules, so skipped blocks cost (almost) nothing.
 
     The residual stream after the decoder is `x + sum of block outputs`; a block that is not due
     contributes its cached output. At each step the blocks are walked in order (SA, CA, FFN of
-    layer 0, then layer 1, ...): a due block is computed on the current stream, and each maximal run
-    of cached blocks is added as ONE tensor, the sum of their cached outputs, which is itself kept
-    until a block of the run recomputes. Same values as the block-by-block loop up to float
-    rounding of the grouped sums; the per-block hooks stay in place and share the cached outputs.
+    layer 0, then layer 1, ...): a due block is computed on the current stream (through its hook
+    chain, so its BlockCacheHook stores the result), and each maximal run of cached blocks is added
+    as ONE tensor, the sum of their cached outputs, kept until a block of the run recomputes. Same
+    values as the block-by-block loop up to float rounding of the grouped sums.
     """
 
-    def __init__(self, state: SamplingState, hooks: list[BlockCacheHook], num_steps: int):
+    def __init__(self, state: DenoisingState, blocks: list[torch.nn.Module], hooks: list[BlockCacheHook]):
         self.state = state
-        self.hooks = hooks  # in execution order
+        self.blocks = blocks  # in execution order
+        self.hooks = hooks
+        num_steps = len(hooks[0].update)
         # plan[step]: ("compute", block index) and ("reuse", (first, last)) items, in order
         self.plan = [self._plan_step(step) for step in range(num_steps)]
-        self.versions = [0] * len(hooks)  # bumped whenever a block recomputes
         self.run_sums: dict[tuple[int, int], tuple[tuple[int, ...], torch.Tensor]] = {}
 
     def _plan_step(self, step: int) -> list[tuple[str, object]]:
@@ -180,11 +158,11 @@ class DecoderPlanHook:
             plan.append(("reuse", (run_start, len(self.hooks) - 1)))
         return plan
 
-    def reset(self) -> None:
+    def reset_state(self) -> None:
         self.run_sums.clear()
 
     def _run_sum(self, first: int, last: int) -> torch.Tensor:
-        versions = tuple(self.versions[first : last + 1])
+        versions = tuple(hook.version for hook in self.hooks[first : last + 1])
         memo = self.run_sums.get((first, last))
         if memo is None or memo[0] != versions:
             total = self.hooks[first].cached
@@ -194,62 +172,93 @@ class DecoderPlanHook:
             self.run_sums[(first, last)] = memo
         return memo[1]
 
-    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask=None, memory_mask=None) -> torch.Tensor:
+    def forward(self, module, call_next, tgt, memory, tgt_mask=None, memory_mask=None) -> torch.Tensor:
+        if not self.state.active:
+            return call_next(tgt, memory, tgt_mask, memory_mask)
         ctx = DecoderContext(memory, tgt_mask, memory_mask)
         x = tgt
         for action, item in self.plan[self.state.step]:
             if action == "compute":
-                x = x + self.hooks[item].compute(x, ctx)
-                self.versions[item] += 1
+                x = x + self.blocks[item].forward(x, ctx)  # the block's hook chain, without Module.__call__
             else:
                 x = x + self._run_sum(*item)
         return x
 
 
-class ConditionCacheHook:
-    """Lossless reuse of what one sampling run keeps constant: obs tokens, their K/V, time tokens."""
+# ----------------------------------------------------------------------------- lossless reuse
+class RunConstantHook(ModelHook):
+    """A call whose inputs do not change within a denoising run (the obs tokens): computed once."""
 
-    def __init__(self, registry: HookRegistry, policy):
-        model = policy.model
-        self.state = registry.state
-        self.scheduler = policy.noise_scheduler
-        self._embed_time = model.embed_time_token  # the model's own (bound) methods
-        self._embed_obs = model.embed_obs_tokens
-        registry.override(model, "embed_time_token", lambda _: self.embed_time)
-        registry.override(model, "embed_obs_tokens", lambda _: self.embed_obs)
-        for i, layer in enumerate(model.decoder.layers):
-            registry.override(layer, "memory_kv", lambda original, i=i: self._make_memory_kv(i, original))
-        self.reset()
-        registry.state.run_resets.append(self.reset)
+    def __init__(self, state: DenoisingState):
+        self.state = state
+        self.value = None
 
-    def reset(self) -> None:
-        self.time_tokens: torch.Tensor | None = None  # (N, 1, E), one per denoising step
-        self.obs_tokens: torch.Tensor | None = None  # (B, To, E)
-        self.obs_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    def forward(self, module, call_next, *args):
+        if not self.state.active:
+            return call_next(*args)
+        if self.value is None:
+            self.value = call_next(*args)
+        return self.value
 
-    def embed_time(self, timesteps: torch.Tensor) -> torch.Tensor:
-        # Step i of a sampling run denoises at scheduler.timesteps[i] (the sampling loop iterates
-        # them in order), so the token is looked up by step index: no device-to-host sync per step.
-        step = self.state.step
-        if self.time_tokens is None:
-            # All steps' time tokens in one batched pass (token-wise encoder: same values).
-            self.time_tokens = self._embed_time(self.scheduler.timesteps.to(timesteps.device))  # (N, 1, E)
-        if step >= self.time_tokens.shape[0]:
-            return self._embed_time(timesteps)  # beyond the scheduler's steps: compute
-        return self.time_tokens[step : step + 1].expand(timesteps.shape[0], -1, -1)
+    def reset_state(self) -> None:
+        self.value = None
 
-    def embed_obs(self, cond: torch.Tensor) -> torch.Tensor:
-        if self.obs_tokens is None:
-            self.obs_tokens = self._embed_obs(cond)
-        return self.obs_tokens
 
-    def _make_memory_kv(self, layer_index: int, original: Callable) -> Callable:
-        def memory_kv(memory: torch.Tensor):
-            # memory = [time token | obs tokens]; the obs rows' keys/values are constant in a run.
-            if layer_index not in self.obs_kv:
-                self.obs_kv[layer_index] = original(memory[:, 1:])
-            k_obs, v_obs = self.obs_kv[layer_index]
-            k_time, v_time = original(memory[:, :1])
-            return torch.cat([k_time, k_obs], dim=1), torch.cat([v_time, v_obs], dim=1)
+class TimeTokenTableHook(ModelHook):
+    """The time token of every step of a run, computed in one batched call when the run starts.
 
-        return memory_kv
+    Looked up by the step index the sampling loop gives, so no device-to-host sync per step. The
+    encoder is token-wise: the batched call gives each token the values a per-step call would, up
+    to float rounding."""
+
+    def __init__(self, state: DenoisingState):
+        self.state = state
+        self.table: torch.Tensor | None = None  # (N, 1, E)
+
+    def forward(self, module, call_next, timesteps: torch.Tensor) -> torch.Tensor:
+        state = self.state
+        if not state.active or state.timesteps is None or state.step >= state.num_steps:
+            return call_next(timesteps)
+        if self.table is None:
+            self.table = call_next(state.timesteps.to(timesteps.device))
+        return self.table[state.step : state.step + 1].expand(timesteps.shape[0], -1, -1)
+
+    def reset_state(self) -> None:
+        self.table = None
+
+
+class ObsKeyValueHook(ModelHook):
+    """Cross-attention keys/values of memory = [time token | obs tokens]: the obs rows' are constant
+    within a run, so they are computed once; the time row's every step (the projection is row-wise)."""
+
+    def __init__(self, state: DenoisingState):
+        self.state = state
+        self.obs_kv: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, module, call_next, memory: torch.Tensor):
+        if not self.state.active:
+            return call_next(memory)
+        if self.obs_kv is None:
+            self.obs_kv = call_next(memory[:, 1:])
+        k_obs, v_obs = self.obs_kv
+        k_time, v_time = call_next(memory[:, :1])
+        return torch.cat([k_time, k_obs], dim=1), torch.cat([v_time, v_obs], dim=1)
+
+    def reset_state(self) -> None:
+        self.obs_kv = None
+
+
+# ----------------------------------------------------------------------------- recording
+class RecordHook(ModelHook):
+    """Keeps (step, output) of every call inside a run; registered innermost, it sees exactly what
+    the block really computes (a cache outside it answers reused steps without calling it)."""
+
+    def __init__(self, state: DenoisingState):
+        self.state = state
+        self.records: list[tuple[int, torch.Tensor]] = []
+
+    def forward(self, module, call_next, *args):
+        out = call_next(*args)
+        if self.state.active:
+            self.records.append((self.state.step, out.detach().to("cpu", torch.float32)))
+        return out

@@ -14,10 +14,7 @@ temp file first, then os.replace.
 """
 
 import dataclasses
-import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +26,7 @@ from diffusion_policy.activation_utils.bubbling_union import (
     rank_blocks,
 )
 from diffusion_policy.activation_utils.similarity import METRICS, caching_error
+from diffusion_policy.common.files import sha256_of_file, write_atomic  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 2  # 2: schedules record model_fingerprint (the weights they were computed for)
 RECOMPUTE_HINT = (
@@ -73,29 +71,6 @@ def activation_summary_path(output_dir) -> Path:
 
 
 # ---------------------------------------------------------------- low-level io
-
-
-def sha256_of_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_atomic(path: Path, write) -> Path:
-    """Call write(binary_file) on a temp file next to path, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _to_json_text(obj, indent: int = 0) -> str:

@@ -40,6 +40,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from diffusion_policy.common.files import write_atomic
 from diffusion_policy.common.safe_config import UnsafeConfigError, resolve_untrusted_cfg
 
 PathLike = str | os.PathLike
@@ -396,14 +397,7 @@ def save_checkpoint(
         "state_dicts": {name: _to_cpu(sd) for name, sd in state_dicts.items()},
         "pickles": {name: dill.dumps(value) for name, value in (pickles or {}).items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp_path, pickle_module=dill)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda f: torch.save(payload, f, pickle_module=dill))
 
 
 def export_inference_checkpoint(src: PathLike, dst: PathLike, trust_checkpoint: bool = False) -> Path:

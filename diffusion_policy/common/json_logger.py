@@ -7,6 +7,8 @@ import numbers
 import os
 from typing import TextIO
 
+from diffusion_policy.common.files import write_text_atomic
+
 
 def numeric_items(log: dict) -> dict:
     """The entries of `log` that are plain numbers (videos, arrays and nested dicts are dropped)."""
@@ -44,10 +46,7 @@ class JsonLogger:
         if os.path.exists(self.path):
             with open(self.path) as f:
                 lines = [line for line in f if self._keep(line)]
-            tmp_path = f"{self.path}.tmp"
-            with open(tmp_path, "w") as f:
-                f.writelines(lines)
-            os.replace(tmp_path, self.path)
+            write_text_atomic(self.path, "".join(lines))
         self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 (closed in stop())
 
     def stop(self) -> None:

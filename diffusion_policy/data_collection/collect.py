@@ -43,6 +43,7 @@ from gymnasium import spaces
 
 from diffusion_policy.acceleration import CacheConfig, apply_cache, update_steps_for
 from diffusion_policy.common.checkpoint import load_checkpoint, weights_fingerprint
+from diffusion_policy.common.files import sha256_of_file
 from diffusion_policy.common.threads import set_threads
 from diffusion_policy.common.validation import check_device, check_output_dir
 from diffusion_policy.data_collection.episode_buffer import make_features
@@ -162,14 +163,6 @@ class CollectSummary:
     successes: int  # among the episodes written by this run
     frames_written: int
     seconds: float
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +388,7 @@ def collect_rollouts(
         "policy_cache": cache_config.describe(),
         "num_inference_steps": int(policy.num_inference_steps),
         "checkpoint": str(checkpoint.resolve()),
-        "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint_sha256": sha256_of_file(checkpoint),
     }
 
     n_envs = settings.n_envs or cfg.task.env_runner.get("n_envs") or os.cpu_count() or 1

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import os
 import platform
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,8 +22,10 @@ import tqdm
 from diffusion_policy.acceleration import CacheConfig, apply_cache, remove_cache, update_steps_for
 from diffusion_policy.acceleration.benchmark import count_flops, timed_predict_action
 from diffusion_policy.common.checkpoint import load_checkpoint
+from diffusion_policy.common.files import write_json_atomic
 from diffusion_policy.common.safe_config import safe_slug
 from diffusion_policy.common.threads import set_threads
+from diffusion_policy.common.timing import latency_stats_ms
 from diffusion_policy.common.validation import check_device, check_output_dir, check_range
 from diffusion_policy.env_runner.factory import make_env_runner
 
@@ -75,36 +75,6 @@ class ObservationRecorder:
 def task_name_of(cfg) -> str:
     """The checkpoint's task name as a safe path component (it names default output folders)."""
     return safe_slug(cfg.task.get("name", cfg.get("task_name", "task")))
-
-
-def _to_jsonable(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {k: _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    return value
-
-
-def write_json_atomic(path: Path, data: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_to_jsonable(data), indent=2))
-    os.replace(tmp, path)
-    return path
-
-
-def _latency_stats(seconds: list[float]) -> dict:
-    ordered = sorted(seconds)
-    return {
-        "median_ms": statistics.median(ordered) * 1e3,
-        "p90_ms": ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))] * 1e3,
-        "mean_ms": statistics.fmean(ordered) * 1e3,
-        "n": len(ordered),
-    }
 
 
 def compare_on_recorded(cached_policy, original_policy, observations: list[dict],
@@ -203,7 +173,7 @@ def evaluate_checkpoint(
     times = compare_on_recorded(policy, original, recorder.observations)
     flops_cached = count_flops(policy, recorder.observations[0])
     flops_original = count_flops(original, recorder.observations[0])
-    cached_stats, original_stats = _latency_stats(times["cached"]), _latency_stats(times["original"])
+    cached_stats, original_stats = latency_stats_ms(times["cached"]), latency_stats_ms(times["original"])
     n_blocks = 3 * len(original.model.decoder.layers)
     block_evaluations = sum(len(s) for s in update_steps_for(original, cache_config).values())
     benchmark_results = {
@@ -215,7 +185,7 @@ def evaluate_checkpoint(
         "latency": cached_stats,
         "latency_original": original_stats,
         "speedup": original_stats["median_ms"] / cached_stats["median_ms"],
-        "rollout_latency": _latency_stats(rollout_timing),
+        "rollout_latency": latency_stats_ms(rollout_timing),
         "flops_per_predict_action": flops_cached,
         "flops_per_predict_action_original": flops_original,
         "flops_ratio": flops_original / flops_cached if flops_cached else None,

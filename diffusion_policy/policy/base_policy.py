@@ -17,6 +17,7 @@ from diffusion_policy.model.common.module_attr_mixin import ModuleAttrMixin
 from diffusion_policy.model.common.normalizer import LinearNormalizer
 from diffusion_policy.model.diffusion.mask_generator import LowdimMaskGenerator
 from diffusion_policy.model.diffusion.transformer_for_diffusion import TransformerForDiffusion
+from diffusion_policy.policy.denoising import DenoisingState
 
 
 class DiffusionTransformerPolicy(ModuleAttrMixin):
@@ -64,6 +65,7 @@ class DiffusionTransformerPolicy(ModuleAttrMixin):
         if num_inference_steps is None:
             num_inference_steps = noise_scheduler.config.num_train_timesteps
         self.num_inference_steps = num_inference_steps
+        self.denoising = DenoisingState()  # where the sampling loop is (read by hooks)
 
     # ------------------------------------------------------------------ subclass interface
     def normalize_obs(self, obs: dict | torch.Tensor) -> dict:
@@ -95,11 +97,13 @@ class DiffusionTransformerPolicy(ModuleAttrMixin):
         )
         scheduler.set_timesteps(self.num_inference_steps)
         inpaint = bool(condition_mask.any())  # False whenever obs condition the transformer
-        for t in scheduler.timesteps:
-            if inpaint:
-                trajectory[condition_mask] = condition_data[condition_mask]
-            model_output = self.model(trajectory, t, cond)
-            trajectory = scheduler.step(model_output, t, trajectory, generator=generator, **self.kwargs).prev_sample
+        with self.denoising.run(scheduler.timesteps):
+            for i, t in enumerate(scheduler.timesteps):
+                self.denoising.begin_step(i, t)
+                if inpaint:
+                    trajectory[condition_mask] = condition_data[condition_mask]
+                model_output = self.model(trajectory, t, cond)
+                trajectory = scheduler.step(model_output, t, trajectory, generator=generator, **self.kwargs).prev_sample
         if inpaint:
             trajectory[condition_mask] = condition_data[condition_mask]
         return trajectory

@@ -13,9 +13,10 @@ feed-forward (``ffn``) -- is a small ``Block`` module, and the residual adds hap
     x = x + layer.ffn(x, ctx)
 
 A block's output is its residual-branch value (after its own pre-norm and dropout, before the add),
-which is exactly what BAC caches. Every block has the same signature ``block(x, ctx)``, so a cache
-hook can wrap any of them (see ``diffusion_policy.acceleration``). Blocks own no parameters: they call
-back into their layer, whose attributes hold the weights under the original names.
+which is exactly what BAC caches. Every block has the same signature ``block(x, ctx)``, so a hook can
+wrap any of them (see ``diffusion_policy.acceleration``). Blocks own no parameters: they call back into
+their layer, whose attributes hold the weights under the original names. The cross-attention keys
+and values of the condition tokens are a named sub-call too (``layer.memory_kv``).
 """
 
 from __future__ import annotations
@@ -37,19 +38,26 @@ class DecoderContext(NamedTuple):
     memory_mask: Optional[torch.Tensor]  # (T, S) additive float mask or None
 
 
-class Block(nn.Module):
-    """One cacheable residual branch: ``forward(x (B,T,E), ctx) -> (B,T,E)``."""
+class NamedCall(nn.Module):
+    """A named, hookable call into its owner's weights; no parameters of its own (state_dict unchanged)."""
 
-    def __init__(self, kind: str, branch: Callable[[torch.Tensor, DecoderContext], torch.Tensor]):
+    def __init__(self, kind: str, fn: Callable):
         super().__init__()
         self.kind = kind
-        self.branch = branch  # a bound method of the owning layer (not a module: no duplicate keys)
+        self.fn = fn  # a bound method of the owner (not a module: no duplicate state_dict keys)
 
-    def forward(self, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
-        return self.branch(x, ctx)
+    def forward(self, *args):
+        return self.fn(*args)
 
     def extra_repr(self) -> str:
         return self.kind
+
+
+class Block(NamedCall):
+    """One cacheable residual branch: ``forward(x (B,T,E), ctx) -> (B,T,E)``."""
+
+    def forward(self, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
+        return self.fn(x, ctx)
 
 
 def _split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -97,18 +105,19 @@ class DecoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
-        # The three cacheable blocks.
+        # The three cacheable blocks, and the condition tokens' cross-attention keys/values.
         self.sa = Block("sa", self._self_attention)
         self.ca = Block("ca", self._cross_attention)
         self.ffn = Block("ffn", self._feed_forward)
+        self.memory_kv = NamedCall("memory_kv", self._memory_kv)  # (B,S,E) -> 2 x (B,S,E)
 
     def _self_attention(self, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
         h = self.norm1(x)
         q, k, v = F.linear(h, self.self_attn.in_proj_weight, self.self_attn.in_proj_bias).chunk(3, dim=-1)
         return self.dropout1(attention(self.self_attn, q, k, v, ctx.tgt_mask, self.training))
 
-    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-attention keys and values of the condition tokens: (B,S,E) -> 2 x (B,S,E)."""
+    def _memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys and values of the condition tokens: (B,S,E) -> 2 x (B,S,E), row by row."""
         E = memory.shape[-1]
         w, b = self.multihead_attn.in_proj_weight, self.multihead_attn.in_proj_bias
         return F.linear(memory, w[E:], b[E:]).chunk(2, dim=-1)

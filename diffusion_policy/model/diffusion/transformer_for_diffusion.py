@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from diffusion_policy.model.common.module_attr_mixin import ModuleAttrMixin
-from diffusion_policy.model.diffusion.decoder import Block, DecoderLayer, TransformerDecoder
+from diffusion_policy.model.diffusion.decoder import DecoderLayer, NamedCall, TransformerDecoder
 from diffusion_policy.model.diffusion.positional_embedding import SinusoidalPosEmb
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,11 @@ class TransformerForDiffusion(ModuleAttrMixin):
                     _encoder_layer(n_emb, n_head, p_drop_attn), n_cond_layers, enable_nested_tensor=False
                 )
             else:
-                # Token-wise MLP: memory rows never mix, which the BAC condition cache relies on.
+                # Token-wise MLP: memory rows never mix, so the time token and the obs tokens are
+                # encoded by two named calls (memory = [time_token | obs_tokens]).
                 self.encoder = nn.Sequential(nn.Linear(n_emb, 4 * n_emb), nn.Mish(), nn.Linear(4 * n_emb, n_emb))
+                self.time_token = NamedCall("time_token", self._time_token)  # (B,) -> (B, 1, E)
+                self.obs_tokens = NamedCall("obs_tokens", self._obs_tokens)  # (B, To, cond_dim) -> (B, To, E)
             self.decoder = TransformerDecoder(n_emb, n_head, 4 * n_emb, p_drop_attn, n_layer)
         else:
             self.encoder = nn.TransformerEncoder(
@@ -119,7 +122,7 @@ class TransformerForDiffusion(ModuleAttrMixin):
         """minGPT initialisation; any module type it does not know is an error."""
         ignore_types = (
             nn.Dropout, SinusoidalPosEmb, nn.TransformerEncoderLayer, nn.TransformerEncoder,
-            TransformerDecoder, DecoderLayer, Block, nn.ModuleList, nn.Mish, nn.Sequential,
+            TransformerDecoder, DecoderLayer, NamedCall, nn.ModuleList, nn.Mish, nn.Sequential,
         )
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
@@ -173,20 +176,18 @@ class TransformerForDiffusion(ModuleAttrMixin):
     # ----------------------------------------------------------------------------------- forward
     def embed_condition(self, timesteps: torch.Tensor, cond: Optional[torch.Tensor]) -> torch.Tensor:
         """(B,) timesteps, (B, To, cond_dim) obs -> memory (B, 1+To, E)."""
-        if self.obs_as_cond and self.n_cond_layers == 0:
-            # The MLP encoder is token-wise, so the time token and the obs tokens are encoded apart:
-            # within one sampling run only the time token changes (the BAC cache memoizes the rest).
-            return torch.cat([self.embed_time_token(timesteps), self.embed_obs_tokens(cond)], dim=1)
+        if self.obs_as_cond and self.n_cond_layers == 0:  # token-wise encoder: rows encoded apart
+            return torch.cat([self.time_token(timesteps), self.obs_tokens(cond)], dim=1)
         tokens = self.time_emb(timesteps).unsqueeze(1)  # (B, 1, E)
         if self.obs_as_cond:
             tokens = torch.cat([tokens, self.cond_obs_emb(cond)], dim=1)
         return self.encoder(self.drop(tokens + self.cond_pos_emb[:, : tokens.shape[1]]))
 
-    def embed_time_token(self, timesteps: torch.Tensor) -> torch.Tensor:
+    def _time_token(self, timesteps: torch.Tensor) -> torch.Tensor:
         """(B,) -> (B, 1, E): memory row 0 (token-wise encoder only)."""
         return self.encoder(self.drop(self.time_emb(timesteps).unsqueeze(1) + self.cond_pos_emb[:, :1]))
 
-    def embed_obs_tokens(self, cond: torch.Tensor) -> torch.Tensor:
+    def _obs_tokens(self, cond: torch.Tensor) -> torch.Tensor:
         """(B, To, cond_dim) -> (B, To, E): memory rows 1..To (token-wise encoder only)."""
         To = cond.shape[1]
         return self.encoder(self.drop(self.cond_obs_emb(cond) + self.cond_pos_emb[:, 1 : 1 + To]))
