@@ -38,7 +38,7 @@ def one_error_line(capsys, main, argv) -> str:
     (["--device", "tpu"], "--device 'tpu' is not a torch device"),
 ])
 def test_eval_flags_are_checked_before_the_rollout(tiny, tmp_path, capsys, flags, expected):
-    import scripts.eval_fast_diffusion_policy as eval_script
+    import diffusion_policy.cli.evaluate as eval_script
 
     ckpt, steps_dir = tiny
     out = tmp_path / "out"
@@ -51,7 +51,7 @@ def test_eval_flags_are_checked_before_the_rollout(tiny, tmp_path, capsys, flags
 
 @pytest.mark.parametrize("kind", ["file", "below_a_file"])
 def test_eval_output_that_cannot_be_a_directory_is_refused_up_front(tiny, tmp_path, capsys, kind):
-    import scripts.eval_fast_diffusion_policy as eval_script
+    import diffusion_policy.cli.evaluate as eval_script
 
     ckpt, _ = tiny
     blocker = tmp_path / "results.json"
@@ -80,7 +80,7 @@ def test_eval_results_are_written_before_the_re_timing(tiny, tmp_path, monkeypat
 
 
 def test_schedule_flags(tiny, tmp_path, capsys):
-    from diffusion_policy.activation_utils import get_optimal_cache_update_steps as cli
+    import diffusion_policy.cli.schedules as cli
 
     ckpt, _ = tiny
     line = one_error_line(capsys, cli.main, ["-c", str(ckpt), "-o", str(tmp_path / "a"), "--num_caches", "2,9",
@@ -96,7 +96,7 @@ def test_schedule_flags(tiny, tmp_path, capsys):
     (["--device", "cuda:7"], "--device cuda:7"),
 ])
 def test_suite_flags(tmp_path, capsys, flags, expected):
-    import scripts.benchmark_suite as suite
+    import diffusion_policy.cli.suite as suite
 
     line = one_error_line(capsys, suite.main, ["run", "--checkpoint_root", str(tmp_path), *flags])
     assert expected in line

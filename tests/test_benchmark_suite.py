@@ -2,7 +2,6 @@
 and the aggregated table, on a fake checkpoint tree with a fake eval command."""
 
 import csv
-import importlib.util
 import json
 import sys
 import textwrap
@@ -10,23 +9,14 @@ from pathlib import Path
 
 import pytest
 
+import diffusion_policy.cli.aggregate as agg
+import diffusion_policy.cli.suite as suite
+
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def load_script(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-suite = load_script("benchmark_suite")
-agg = load_script("aggregate_results")
-
-# Stands in for scripts/eval_fast_diffusion_policy.py: same flags, writes both result files with the
+# Stands in for bac-eval (diffusion_policy/cli/evaluate.py): same flags, writes both result files with the
 # score parsed from the checkpoint name (latest: 0.5), logs each call, fails for --cache_mode threshold
 # when the checkpoint path contains "can_mh".
 FAKE_EVAL = textwrap.dedent('''
@@ -130,7 +120,7 @@ def test_command_of_one_run(tree):
     (run,) = plan.runs
     assert run.name == "can_ph/train_0/max/optimal"
     best = "checkpoint/can_ph/diffusion_policy_transformer/train_0/checkpoints/epoch=0300-test_mean_score=1.000.ckpt"
-    assert list(run.command[2:]) == [
+    assert list(run.command[3:]) == [
         "--checkpoint", best, "-o", "results/can_ph/train_0/max/optimal", "--device", "cuda:0",
         "--cache_mode", "optimal", "--optimal_steps_dir", "assets/can_ph/optimal_steps/cosine", "--metric", "cosine",
         "--num_caches", "5", "--num_bu_blocks", "3", "--n_test", "2", "--max_steps", "10", "--seed", "0",
@@ -175,10 +165,10 @@ def test_schedules_plan_uses_train_0_max_and_skips_done(tree, capsys):
     plan = suite.plan_schedules(device="cuda:0", num_caches=[5, 8], metrics=["cosine"])
     assert [r.name for r in plan.runs] == ["can_ph", "can_mh", "kitchen", "lift_lowdim"]
     kitchen = plan.runs[2]
-    assert list(kitchen.command[2:]) == [
+    assert list(kitchen.command[3:]) == [
         "-c", "checkpoint/low_dim/kitchen/diffusion_policy_transformer/train_0/checkpoints/"
         "epoch=0050-test_mean_score=0.600.ckpt", "-o", "assets/kitchen", "-d", "cuda:0",
-        "--num_caches", "5,8", "--metrics", "cosine"]
+        "--num_caches", "5,8", "--metric", "cosine"]
     for path in ("num_caches_5.json", "num_caches_8.json", "bubbling_union.json"):
         (tree / "assets/kitchen/optimal_steps/cosine" / path).parent.mkdir(parents=True, exist_ok=True)
         (tree / "assets/kitchen/optimal_steps/cosine" / path).write_text("{}")

@@ -78,9 +78,7 @@ def test_shipped_schedules_fit_the_checkpoint(task):
 
 
 def test_two_run_sweep_on_the_bundled_default(tmp_path):
-    from test_benchmark_suite import load_script
-
-    suite = load_script("benchmark_suite")
+    import diffusion_policy.cli.suite as suite
     plan = suite.plan_runs(
         checkpoint_root=str(REPO / "checkpoint"), results_dir=str(tmp_path / "results"),
         assets_dir=str(REPO / "assets"), tasks=("lift_lowdim",), seeds=(0,), ckpt_kinds=("latest",),

@@ -1,16 +1,20 @@
-"""Every command-line tool: a description, help text for every flag, --help without heavy imports."""
+"""Every command-line tool: a description, help text for every flag, shared flags from one builder,
+--help without heavy imports, and the bac-* entry points."""
 
 import argparse
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from diffusion_policy.cli import flags
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = [
+SCRIPTS = [  # the original script paths: thin wrappers of the bac-* entry points
     "scripts/eval_fast_diffusion_policy.py",
     "scripts/collect_lerobot_data.py",
     "scripts/benchmark_inference.py",
@@ -20,15 +24,10 @@ SCRIPTS = [
     "scripts/aggregate_results.py",
     "diffusion_policy/activation_utils/get_optimal_cache_update_steps.py",
 ]
-
-
-def load_script(relative: str):
-    path = REPO_ROOT / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses defined in the script look their module up here
-    spec.loader.exec_module(module)
-    return module
+MODULES = ["evaluate", "collect", "benchmark", "suite", "default", "demos", "aggregate", "schedules"]
+ENTRY_POINTS = {"bac-eval": "evaluate", "bac-schedules": "schedules", "bac-collect": "collect",
+                "bac-benchmark": "benchmark", "bac-suite": "suite", "bac-default": "default",
+                "bac-aggregate": "aggregate", "bac-demos": "demos"}
 
 
 def parsers_of(parser: argparse.ArgumentParser):
@@ -40,18 +39,69 @@ def parsers_of(parser: argparse.ArgumentParser):
                 yield from parsers_of(sub)
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_every_flag_has_help_and_the_parser_a_description(script):
-    for parser in parsers_of(load_script(script).build_parser()):
-        assert parser.description and parser.description.strip(), f"{script}: {parser.prog} has no description"
+def module_parsers(name: str):
+    return list(parsers_of(importlib.import_module(f"diffusion_policy.cli.{name}").build_parser()))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_flag_has_help_and_the_parser_a_description(name):
+    for parser in module_parsers(name):
+        assert parser.description and parser.description.strip(), f"{parser.prog} has no description"
         undocumented = [a.option_strings or [a.dest] for a in parser._actions
                         if not a.help and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
-        assert not undocumented, f"{script}: flags without help text: {undocumented}"
+        assert not undocumented, f"{parser.prog}: flags without help text: {undocumented}"
+
+
+def shared_flags() -> dict[str, argparse.Action]:
+    """Every flag the builder defines, by its option string."""
+    parser = argparse.ArgumentParser()
+    flags.add_checkpoint_flags(parser)
+    flags.add_output_flag(parser, None, "x")
+    flags.add_device_flags(parser)
+    flags.add_cache_flags(parser)
+    flags.add_rollout_flags(parser)
+    flags.add_video_flag(parser)
+    return {option: action for action in parser._actions for option in action.option_strings}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_shared_flags_come_from_the_one_builder(name):
+    """A flag spelled like a shared one is the shared one: same spellings, type, action (a command
+    may set another default for its own job, never another type or meaning)."""
+    shared = shared_flags()
+    for parser in module_parsers(name):
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option in shared and action.help != argparse.SUPPRESS and option not in ("-h", "--help"):
+                    reference = shared[option]
+                    assert action.type == reference.type, f"{parser.prog} {option}: type differs from the builder's"
+                    assert type(action) is type(reference), f"{parser.prog} {option}: action differs"
+                    assert [o for o in action.option_strings] == reference.option_strings, (parser.prog, option)
+
+
+def test_one_spelling_per_concept():
+    """The spellings the tools used to disagree on are gone."""
+    retired = {"--eval_seed", "--thresholds", "--modes", "--output"}
+    for name in MODULES:
+        for parser in module_parsers(name):
+            used = {o for a in parser._actions if a.help != argparse.SUPPRESS for o in a.option_strings}
+            assert not (used & retired), f"{parser.prog} still spells {used & retired}"
+
+
+def test_cache_defaults_are_cache_configs():
+    from diffusion_policy.acceleration import CacheConfig
+
+    parser = argparse.ArgumentParser()
+    flags.add_cache_flags(parser)
+    config = flags.cache_config_from_args(parser.parse_args([]))
+    assert config == CacheConfig()
+    with pytest.raises(ValueError, match="--num_caches takes one value here"):
+        flags.cache_config_from_args(parser.parse_args(["--num_caches", "5,10"]))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_does_not_import_torch_or_matplotlib(script):
-    """--help must answer at once: the parser is built before any heavy import."""
+    """--help answers at once: the parser is built before any heavy import."""
     code = (f"import sys, runpy; sys.argv = [{script!r}, '--help']\n"
             "try:\n"
             f"    runpy.run_path({str(REPO_ROOT / script)!r}, run_name='__main__')\n"
@@ -63,3 +113,15 @@ def test_help_does_not_import_torch_or_matplotlib(script):
     assert "usage:" in done.stdout
     imported = json.loads(done.stdout.strip().splitlines()[-1])
     assert not any(imported.values()), f"{script} --help imports {[m for m, yes in imported.items() if yes]}"
+
+
+def test_entry_points_are_declared_and_run():
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert declared == {name: f"diffusion_policy.cli.{module}:main" for name, module in ENTRY_POINTS.items()}
+    bin_dir = Path(sys.executable).parent
+    for name in ENTRY_POINTS:
+        script = bin_dir / name
+        if not script.exists():
+            pytest.skip(f"{name} is not installed in this environment; reinstall with pip install -e .")
+        done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and f"usage: {name}" in done.stdout, (name, done.stderr[-500:])

@@ -40,7 +40,7 @@ from diffusion_policy.env_runner.base_runner import (
 from diffusion_policy.gym_util.frame_recording_wrapper import FrameRecordingWrapper
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = REPO_ROOT / "scripts" / "collect_lerobot_data.py"
+SCRIPT = REPO_ROOT / "scripts" / "collect_lerobot_data.py"  # the original path, a wrapper of bac-collect
 PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
 
 
@@ -54,10 +54,9 @@ def single_thread():
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location("collect_lerobot_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import diffusion_policy.cli.collect as cli
+
+    return cli
 
 
 def episode_rows(contents, episode_index: int) -> dict:

@@ -38,7 +38,7 @@ from diffusion_policy.env.block_pushing.block_pushing_multimodal import BlockPus
 from diffusion_policy.env.pusht.pusht_keypoints_env import PushTKeypointsEnv
 from diffusion_policy.env.robomimic import RobomimicLowdimEnv, read_env_meta, robosuite_controller_config
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "generate_demos.py"
+_SCRIPT = Path(__file__).resolve().parents[1] / "diffusion_policy" / "cli" / "demos.py"
 _spec = importlib.util.spec_from_file_location("generate_demos_script", _SCRIPT)
 _script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_script)

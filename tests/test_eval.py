@@ -30,7 +30,7 @@ def task_checkpoint(request, tmp_path_factory):
     ["--cache_mode", "optimal", "--num_caches", "2", "--num_bu_blocks", "1"],
 ], ids=["original", "threshold", "optimal"])
 def test_eval_script_writes_every_field(task_checkpoint, mode_args, tmp_path, capsys):
-    import scripts.eval_fast_diffusion_policy as eval_script
+    import diffusion_policy.cli.evaluate as eval_script
 
     task, ckpt, assets = task_checkpoint
     out = tmp_path / "results"
@@ -59,7 +59,7 @@ def test_eval_script_writes_every_field(task_checkpoint, mode_args, tmp_path, ca
 
 
 def test_eval_script_missing_checkpoint_is_one_line(tmp_path, capsys):
-    import scripts.eval_fast_diffusion_policy as eval_script
+    import diffusion_policy.cli.evaluate as eval_script
 
     assert eval_script.main(["--checkpoint", str(tmp_path / "missing.ckpt")]) == 2
     err = capsys.readouterr().err.strip()
@@ -67,7 +67,7 @@ def test_eval_script_missing_checkpoint_is_one_line(tmp_path, capsys):
 
 
 def test_optimal_without_steps_dir_is_refused(task_checkpoint, capsys):
-    import scripts.eval_fast_diffusion_policy as eval_script
+    import diffusion_policy.cli.evaluate as eval_script
 
     _, ckpt, _ = task_checkpoint
     assert eval_script.main(["--checkpoint", str(ckpt), "--cache_mode", "optimal"]) == 2

@@ -235,7 +235,7 @@ def test_resaved_checkpoint_keeps_its_fingerprint(two_models, tmp_path):
 
 
 def test_schedule_cli_does_not_reuse_another_models_or_corrupt_schedules(two_models, tmp_path, capsys):
-    from diffusion_policy.activation_utils import get_optimal_cache_update_steps as cli
+    import diffusion_policy.cli.schedules as cli
 
     first, second, assets = two_models
     base = ["-o", str(assets), "--num_caches", "2", "--no_plots"]

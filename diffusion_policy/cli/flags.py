@@ -1,0 +1,156 @@
+"""Every flag that more than one command takes, defined once: name, type, default and help.
+
+One spelling per concept across all commands (bac-eval, bac-schedules, bac-collect, bac-benchmark,
+bac-suite, bac-default). Cache defaults are CacheConfig's. Flags whose concept can take several
+values (`--num_caches`, `--metric`, `--cache_threshold`, `--cache_mode`) always parse a comma-separated
+list; a command that runs one setting takes exactly one value (`single`). `-o/--output_dir` is always
+a directory. Nothing here imports torch: `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from diffusion_policy.acceleration.config import CACHE_MODES, CacheConfig
+from diffusion_policy.common.threads import add_threads_argument
+
+CACHE_DEFAULTS = CacheConfig()
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return values
+
+
+def name_list(text: str) -> list[str]:
+    values = [v.strip() for v in str(text).split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return values
+
+
+def mode_list(text: str) -> list[str]:
+    modes = name_list(text)
+    unknown = [m for m in modes if m not in CACHE_MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown cache mode(s) {unknown}; choose from {', '.join(CACHE_MODES)}")
+    return modes
+
+
+def single(values: list, flag: str):
+    """The one value of a list flag, for commands that run one setting (ValueError otherwise)."""
+    if len(values) != 1:
+        raise ValueError(f"{flag} takes one value here, got {','.join(map(str, values))}")
+    return values[0]
+
+
+# ----------------------------------------------------------------------------- groups of flags
+def add_checkpoint_flags(parser: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
+    parser.add_argument("-c", "--checkpoint", required=required, default=default,
+                        help="Diffusion Policy checkpoint (.ckpt)" + (f" (default {default})" if default else ""))
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="allow arbitrary pickled code and any _target_ in the checkpoint (unsafe)")
+
+
+def add_device_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--device", default="cpu", help="cpu or cuda:N")
+    add_threads_argument(parser)
+
+
+def add_output_flag(parser: argparse.ArgumentParser, default: str | None, what: str, required: bool = False) -> None:
+    parser.add_argument("-o", "--output_dir", default=default, required=required,
+                        help=f"directory for {what}" + (f" (default {default})" if default else ""))
+
+
+def add_cache_mode_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache_mode", type=mode_list, default=[CACHE_DEFAULTS.mode], metavar="MODE[,MODE]",
+                        help="original: no caching; threshold: every block recomputes every --cache_threshold "
+                             "steps; optimal: per-block BAC schedules from --optimal_steps_dir "
+                             f"(default {CACHE_DEFAULTS.mode})")
+
+
+def add_cache_threshold_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache_threshold", type=int_list, default=[CACHE_DEFAULTS.cache_threshold],
+                        metavar="N[,N]", help="threshold mode: update every N denoising steps "
+                                              f"(default {CACHE_DEFAULTS.cache_threshold})")
+
+
+def add_metric_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", "--metrics", dest="metric", type=name_list, default=[CACHE_DEFAULTS.metric],
+                        metavar="METRIC[,METRIC]",
+                        help=f"similarity metric of the schedules: cosine, l1, l2, mse (default {CACHE_DEFAULTS.metric})")
+
+
+def add_num_caches_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num_caches", type=int_list, default=[CACHE_DEFAULTS.num_caches], metavar="K[,K]",
+                        help=f"optimal mode: update steps per block (default {CACHE_DEFAULTS.num_caches})")
+
+
+def add_num_bu_blocks_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num_bu_blocks", type=int, default=CACHE_DEFAULTS.num_bu_blocks,
+                        help=f"optimal mode: blocks refreshed by Bubbling Union (default {CACHE_DEFAULTS.num_bu_blocks})")
+
+
+def add_cache_flags(parser: argparse.ArgumentParser) -> None:
+    """Every CacheConfig field as a flag, with CacheConfig's defaults."""
+    add_cache_mode_flag(parser)
+    add_cache_threshold_flag(parser)
+    parser.add_argument("--optimal_steps_dir", default=CACHE_DEFAULTS.optimal_steps_dir,
+                        help="optimal mode: schedules, e.g. assets/<task>/optimal_steps/cosine")
+    add_metric_flag(parser)
+    add_num_caches_flag(parser)
+    add_num_bu_blocks_flag(parser)
+    parser.add_argument("--allow_foreign_schedule", action="store_true",
+                        help="optimal mode: use a schedule computed for other weights (refused by default)")
+    parser.add_argument("--no_condition_reuse", action="store_true",
+                        help="recompute the (constant) condition tokens at every step (bit-exact replay)")
+
+
+def cache_config_from_args(args: argparse.Namespace, mode: str | None = None, **overrides) -> CacheConfig:
+    """The CacheConfig of one setting named by the parsed flags (list flags must hold one value)."""
+    fields = dict(
+        mode=mode if mode is not None else single(args.cache_mode, "--cache_mode"),
+        cache_threshold=single(args.cache_threshold, "--cache_threshold"),
+        optimal_steps_dir=args.optimal_steps_dir,
+        metric=single(args.metric, "--metric"),
+        num_caches=single(args.num_caches, "--num_caches"),
+        num_bu_blocks=args.num_bu_blocks,
+        reuse_condition=not args.no_condition_reuse,
+        allow_foreign_schedule=args.allow_foreign_schedule,
+    )
+    fields.update(overrides)
+    return CacheConfig(**fields)
+
+
+def add_rollout_flags(parser: argparse.ArgumentParser, seed_help: str = "seed of the sampling noise") -> None:
+    """Episodes, envs and steps of a rollout; None = the checkpoint's own setting."""
+    parser.add_argument("--n_test", type=int, default=None, help="test episodes (default: the checkpoint's)")
+    parser.add_argument("--n_train", type=int, default=None, help="train-init episodes (default: the checkpoint's)")
+    parser.add_argument("--n_envs", type=int, default=None, help="parallel environments (default: the checkpoint's)")
+    parser.add_argument("--max_steps", type=int, default=None, help="env steps per episode (default: the checkpoint's)")
+    add_steps_and_seed_flags(parser, seed_help)
+
+
+def add_steps_and_seed_flags(parser: argparse.ArgumentParser, seed_help: str = "seed of the sampling noise") -> None:
+    parser.add_argument("--num_inference_steps", type=int, default=None,
+                        help="denoising steps (default: the checkpoint's)")
+    parser.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default 0)")
+
+
+def add_video_flag(parser: argparse.ArgumentParser, default: bool = False, what: str = "record no episode videos"
+                   ) -> None:
+    parser.add_argument("--skip_video", action=argparse.BooleanOptionalAction, default=default,
+                        help=f"{what} (default {'on' if default else 'off'})")
+
+
+def cache_flag_names() -> set[str]:
+    """The dests of add_cache_flags (for tests that check every command uses this builder)."""
+    parser = argparse.ArgumentParser()
+    add_cache_flags(parser)
+    return {action.dest for action in parser._actions if action.dest != "help"}
+
