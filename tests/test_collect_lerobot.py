@@ -8,7 +8,6 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-import importlib.util
 import json
 import signal
 import subprocess
