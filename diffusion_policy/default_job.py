@@ -84,10 +84,10 @@ def run_default_job(settings: JobSettings) -> list[dict]:
                                                   device=settings.device, settings=eval_settings,
                                                   num_inference_steps=settings.num_inference_steps)
         rows.append({
-            "mode": mode, **config.describe(), "success": results["mean_score"], "episodes": results["n_episodes"],
-            "latency_ms": bench["latency"]["median_ms"], "latency_original_ms": bench["latency_original"]["median_ms"],
-            "speedup": bench["speedup"], "gflops": bench["flops_per_predict_action"] / 1e9,
-            "hz": bench["action_frequency_hz"], "results_dir": str(out),
+            "mode": mode, **config.describe(), "success": results.mean_score, "episodes": results.n_episodes,
+            "latency_ms": bench.latency.median_ms, "latency_original_ms": bench.latency_original.median_ms,
+            "speedup": bench.speedup, "gflops": bench.flops_per_predict_action / 1e9,
+            "hz": bench.action_frequency_hz, "results_dir": str(out),
         })
     write_json_atomic(settings.output_dir / "summary.json", {"checkpoint": str(settings.checkpoint), "rows": rows})
     write_text_atomic(settings.output_dir / "summary.md", format_table(rows) + "\n")

@@ -142,9 +142,9 @@ def test_frame_recording_wrapper_keeps_each_step():
 def test_env_runner_returns_episode_frames_in_episode_order(tmp_path, n_envs):
     episodes = [EpisodeSpec("test/", seed, None, False) for seed in (10, 11, 12)]
     runner = EnvRunner(str(tmp_path), ToyEnv, episodes, max_reward_metric, n_obs_steps=2, n_action_steps=2,
-                       max_steps=6, n_envs=n_envs, record_frames=True)
+                       max_steps=6, n_envs=n_envs)
     try:
-        result = runner.run(OnesPolicy())
+        result = runner.run(OnesPolicy(), episodes=episodes, record_frames=True)  # options are run arguments
     finally:
         runner.close()
     frames = result["episode_frames"]
@@ -513,3 +513,19 @@ def test_second_writer_gets_one_line(recorded, checkpoints, capsys):
     finally:
         lock.release()
     assert len(lines) == 1 and "another writer is using" in lines[0]
+
+
+def test_resume_inside_a_chunk_equals_an_uninterrupted_collection(checkpoints, tmp_path):
+    """Chunks of 2 episodes: a collection stopped after 3 episodes (inside chunk [2, 3]) and resumed
+    gives the frames an uninterrupted run gives."""
+    cache = CacheConfig(mode="threshold", cache_threshold=2)
+    kwargs = dict(seed=21, max_steps=6, n_envs=2, no_video=True, threads=1)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    collect_rollouts(checkpoints["pusht_lowdim"], whole, cache, CollectSettings(num_episodes=4, **kwargs), progress=False)
+    collect_rollouts(checkpoints["pusht_lowdim"], parts, cache, CollectSettings(num_episodes=3, **kwargs), progress=False)
+    summary = collect_rollouts(checkpoints["pusht_lowdim"], parts, cache,
+                               CollectSettings(num_episodes=4, resume=True, **kwargs), progress=False)
+    assert (summary.episodes_before, summary.episodes_written) == (3, 1)
+    expected, got = read_lerobot_dataset(whole).data, read_lerobot_dataset(parts).data
+    for column in ("action", "observation.state"):
+        np.testing.assert_array_equal(np.array(got[column].to_pylist()), np.array(expected[column].to_pylist()))

@@ -50,11 +50,11 @@ def main(argv=None) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"task {results['task']}  mode {cache_config.mode}  mean_score {results['mean_score']:.3f}  "
-          f"({results['n_episodes']} episodes)")
-    print(f"latency {bench['latency']['median_ms']:.1f} ms (original {bench['latency_original']['median_ms']:.1f} ms)"
-          f"  speedup {bench['speedup']:.2f}x  FLOPs {bench['flops_per_predict_action'] / 1e9:.3f} G"
-          f"  {bench['action_frequency_hz']:.1f} Hz")
+    print(f"task {results.task}  mode {cache_config.mode}  mean_score {results.mean_score:.3f}  "
+          f"({results.n_episodes} episodes)")
+    print(f"latency {bench.latency.median_ms:.1f} ms (original {bench.latency_original.median_ms:.1f} ms)"
+          f"  speedup {bench.speedup:.2f}x  FLOPs {bench.flops_per_predict_action / 1e9:.3f} G"
+          f"  {bench.action_frequency_hz:.1f} Hz")
     print(f"wrote {out / 'eval_results.json'} and {out / 'benchmark_results.json'}")
     return 0
 

@@ -12,11 +12,12 @@ view, unless no_video), the `action` the env executed, and `next.reward` / `next
 `info["is_success"]` where the env reports it, Kitchen: >= 4 tasks completed (the demonstrations'
 count), otherwise `terminated` (Block Pushing terminates with both blocks in targets).
 
-Episodes. Episode i of a dataset runs with env seed `seed + i`; `n_envs` episodes at a time go
-through the task's env runner (the one rollout loop), and the sampling noise of each such chunk is
-seeded with `seed + <its first index>`, so a resumed collection runs the same episodes as an
-uninterrupted one. The writer commits an episode only when it is complete (see lerobot_v3.py);
-`resume=True` continues after the last committed episode.
+Episodes. Episode i of a dataset runs with env seed `seed + i`; chunks of `n_envs` episodes, from
+episode 0, go through the task's env runner (the one rollout loop), and the sampling noise of each
+chunk comes from a generator seeded with `seed + <its first index>`. The writer commits an episode
+only when it is complete (see lerobot_v3.py); `resume=True` re-runs the interrupted chunk and saves
+its uncommitted episodes, so a resumed collection equals an uninterrupted one frame for frame (the
+settings that decide this, n_envs included, must match: see CollectionRecord).
 
 Per-episode metadata: seed, success, total/max reward, policy mode and cache parameters
 (CacheConfig.describe()), inference time per predict_action call in the episode's chunk
@@ -184,6 +185,7 @@ class CollectionRecord:
     update_steps_sha256: str  # the per-block update steps the cache runs (schedule content, not its path)
     fps: int
     max_steps: int
+    n_envs: int  # episodes sampled together: a chunk's noise is drawn for all of them at once
     n_obs_steps: int
     n_action_steps: int
     observation_keys: list
@@ -213,6 +215,7 @@ def collection_record(policy, cfg, cache_config: CacheConfig, runner: EnvRunner,
         noise_scheduler=type(policy.noise_scheduler).__name__,
         fps=int(fps),
         max_steps=int(runner.max_steps),
+        n_envs=int(runner.n_envs),
         n_obs_steps=int(runner.n_obs_steps),
         n_action_steps=int(runner.n_action_steps),
         observation_keys=[str(k) for k in obs_keys],
@@ -327,13 +330,29 @@ def episode_frames_to_rows(frames: dict, layout: FrameLayout, success: np.ndarra
 
 def make_collect_runner(cfg, output_dir: Path, n_envs: int, settings: CollectSettings) -> EnvRunner:
     """The checkpoint's env runner, set up for collection: seeded episodes only (no dataset init
-    states), no evaluation videos, every env step recorded."""
-    runner = make_env_runner(
+    states), no evaluation videos; collection passes its episodes to each `run`."""
+    return make_env_runner(
         cfg, str(output_dir), n_train=0, n_train_vis=0, n_test=n_envs, n_test_vis=0, n_envs=n_envs,
         max_steps=settings.max_steps, skip_video=True,
     )  # fmt: skip
-    runner.record_frames = True
-    return runner
+
+
+class SeededSampling:
+    """The policy, drawing its sampling noise from its own generator seeded with `seed`: a chunk's
+    noise depends on its seed alone, not on what used the global RNG before."""
+
+    def __init__(self, policy, seed: int):
+        self.policy = policy
+        self.generator = torch.Generator(device=policy.device).manual_seed(seed)
+
+    def __getattr__(self, name):  # device, dtype, n_obs_steps, ... come from the policy
+        return getattr(self.policy, name)
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def predict_action(self, obs_dict: dict) -> dict:
+        return self.policy.predict_action(obs_dict, generator=self.generator)
 
 
 def timing_meta(predict_action_s: list[float], batch_size: int) -> dict:
@@ -416,24 +435,24 @@ def collect_rollouts(
             logger.warning("%s already holds %d episodes (asked for %d); nothing to do",
                            output_dir, start, settings.num_episodes)
             return summary
-        runner.render_frames = RENDER_CAMERA in layout.cameras
-        runner.vector_env().set_attr("render_frames", runner.render_frames)  # in the built FrameRecordingWrappers
-        n_envs = min(runner.n_envs, settings.num_episodes - start)
-        if n_envs != runner.n_envs:  # a resume with fewer episodes left than envs
-            runner.close()  # the next run rebuilds the envs
-            runner.n_envs = n_envs
-
+        render = RENDER_CAMERA in layout.cameras
+        n_envs = runner.n_envs
         begin = time.perf_counter()
         bar = tqdm.tqdm(total=settings.num_episodes, initial=start, unit="episode",
                         desc=f"collect {summary.task}", disable=not progress)
+        # Chunks of n_envs episodes from episode 0: a resumed run re-runs the interrupted chunk whole
+        # (saving only its uncommitted episodes), so every episode sees the noise it would have seen
+        # uninterrupted.
         with bar:
-            for chunk_start in range(start, settings.num_episodes, n_envs):
+            for chunk_start in range((start // n_envs) * n_envs, settings.num_episodes, n_envs):
                 indices = range(chunk_start, min(chunk_start + n_envs, settings.num_episodes))
-                runner.episodes = [EpisodeSpec("test/", settings.seed + i, None, False) for i in indices]
-                torch.manual_seed(settings.seed + chunk_start)  # same noise whether resumed or not
-                result = runner.run(policy)
+                episodes = [EpisodeSpec("test/", settings.seed + i, None, False) for i in indices]
+                result = runner.run(SeededSampling(policy, settings.seed + chunk_start), episodes=episodes,
+                                    record_frames=True, render_frames=render)
                 chunk_meta = {**run_meta, **timing_meta(result["timing"]["predict_action_s"], n_envs)}
-                for spec, frames in zip(runner.episodes, result["episode_frames"]):
+                for index, spec, frames in zip(indices, episodes, result["episode_frames"]):
+                    if index < start:
+                        continue  # committed before the interruption
                     success = save_episode(writer, frames, layout, profile, {"seed": spec.seed, **chunk_meta})
                     summary.episodes_written += 1
                     summary.successes += int(success)

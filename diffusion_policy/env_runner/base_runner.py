@@ -4,9 +4,9 @@ A task runner describes its episodes (`EpisodeSpec`: prefix, seed, reset options
 gives a factory for one raw gymnasium env and a metric function, and `EnvRunner.run(policy)` does
 the rest:
 
-- builds a vector env of `n_envs` copies of `MultiStepWrapper(VideoRecordingWrapper(env_fn()))`
-  (AsyncVectorEnv with fork when there are >= 2 CPUs and > 1 env, else SyncVectorEnv; autoreset off;
-  with `record_frames`, `env_fn()` is wrapped in a `FrameRecordingWrapper` first);
+- builds a vector env of `n_envs` copies of
+  `MultiStepWrapper(VideoRecordingWrapper(FrameRecordingWrapper(env_fn())))` (AsyncVectorEnv with
+  fork when there are >= 2 CPUs and > 1 env, else SyncVectorEnv; autoreset off);
 - runs the episodes in chunks of `n_envs` (the last chunk is padded with repeats of its first
   episode, whose results are dropped), each episode reset with its own seed and reset options;
 - loop: obs history (B, To, ...) -> `obs_to_policy` -> `policy.predict_action` (timed) ->
@@ -14,12 +14,13 @@ the rest:
   `max_steps` env steps);
 - calls `metric_fn(prefix, rewards, infos, episodes)` once per prefix ('train/', 'test/').
 
-`run` returns {metrics..., f"{prefix}sim_video_{seed}": mp4 path (recorded episodes),
-"episode_rewards": [per-step reward array per episode, in `episodes` order],
+`run(policy, episodes=None, record_frames=False, render_frames=False)` runs the runner's own episodes
+or the given ones, and returns {metrics..., f"{prefix}sim_video_{seed}": mp4 path (recorded
+episodes), "episode_rewards": [per-step reward array per episode, in episode order],
 "timing": {"predict_action_s": [seconds per predict_action call]}}, and with `record_frames=True`
-"episode_frames": [every env step of each episode, in `episodes` order] (see FrameRecordingWrapper;
-`render_frames=True` adds an `env.render()` frame per step). Both flags may also be set as
-attributes before the first `run` (the task runners built from a cfg do not take them).
+"episode_frames": [every env step of each episode, in episode order] (see FrameRecordingWrapper;
+`render_frames=True` adds an `env.render()` frame per step). The options are arguments of the run:
+nothing is set on the runner from outside.
 """
 
 import os
@@ -132,8 +133,6 @@ class EnvRunner:
         steps_per_render: int | None = None,
         tqdm_interval_sec: float = 5.0,
         dummy_env_fn: Callable[[], gymnasium.Env] | None = None,
-        record_frames: bool = False,
-        render_frames: bool = False,
         n_latency_steps: int = 0,
     ):
         if not episodes:
@@ -156,14 +155,11 @@ class EnvRunner:
         self.obs_to_policy = obs_to_policy or default_obs_to_policy
         self.name = name
         self.tqdm_interval_sec = tqdm_interval_sec
-        self.record_frames = record_frames
-        self.render_frames = render_frames
         self._vector_env: gymnasium.vector.VectorEnv | None = None
 
     # ----- environments -----
     def _wrap(self, env: gymnasium.Env) -> gymnasium.Env:
-        if self.record_frames:
-            env = FrameRecordingWrapper(env, render=self.render_frames)
+        env = FrameRecordingWrapper(env, recording=False)  # switched on per run (run(record_frames=True))
         env = VideoRecordingWrapper(env, fps=self.fps, crf=self.crf, steps_per_render=self.steps_per_render)
         return MultiStepWrapper(env, self.n_obs_steps + self.n_latency_steps, self.n_action_steps,
                                 max_episode_steps=self.max_steps)
@@ -240,18 +236,25 @@ class EnvRunner:
         return self.policy_input(np.asarray(obs)[None])  # (1, To, ...)
 
     # ----- rollout -----
-    def run(self, policy) -> dict:
+    def run(self, policy, episodes: list[EpisodeSpec] | None = None, record_frames: bool = False,
+            render_frames: bool = False) -> dict:
+        """Roll `policy` out on `episodes` (default: the runner's), see the module docstring."""
+        episodes = list(self.episodes if episodes is None else episodes)
+        if not episodes:
+            raise ValueError(f"{self.name}: no episodes to run")
         envs = self.vector_env()
+        envs.set_attr("recording", [record_frames] * self.n_envs)
+        envs.set_attr("render_frames", [render_frames] * self.n_envs)
         device = getattr(policy, "device", torch.device("cpu"))
         dtype = getattr(policy, "dtype", torch.float32)
-        n_chunks = -(-len(self.episodes) // self.n_envs)
+        n_chunks = -(-len(episodes) // self.n_envs)
         rewards, infos, videos, timings, frames = [], [], [], [], []
         # One bar for the run: episodes done (ends at 100 % even when episodes end early), with the
         # env step of the running chunk; tqdm's estimate of the remaining time comes with it.
-        pbar = tqdm.tqdm(total=len(self.episodes), unit="episode", desc=f"Eval {self.name}", leave=False,
+        pbar = tqdm.tqdm(total=len(episodes), unit="episode", desc=f"Eval {self.name}", leave=False,
                          mininterval=self.tqdm_interval_sec)
         for chunk_idx in range(n_chunks):
-            specs = self.episodes[chunk_idx * self.n_envs : (chunk_idx + 1) * self.n_envs]
+            specs = episodes[chunk_idx * self.n_envs : (chunk_idx + 1) * self.n_envs]
             n_real = len(specs)
             dummies = [EpisodeSpec(specs[0].prefix, specs[0].seed, specs[0].reset_options, False)]
             specs = specs + dummies * (self.n_envs - n_real)
@@ -290,20 +293,20 @@ class EnvRunner:
             rewards += [np.asarray(r, dtype=np.float64) for r in envs.call("get_rewards")[:n_real]]
             infos += list(envs.call("get_last_info")[:n_real])
             videos += list(envs.call("finish_video")[:n_real])
-            if self.record_frames:
+            if record_frames:
                 frames += list(envs.call("get_episode_frames")[:n_real])
         pbar.close()
 
         results = {}
-        for prefix in dict.fromkeys(spec.prefix for spec in self.episodes):
-            idx = [i for i, spec in enumerate(self.episodes) if spec.prefix == prefix]
-            episodes = [self.episodes[i] for i in idx]
-            results.update(self.metric_fn(prefix, [rewards[i] for i in idx], [infos[i] for i in idx], episodes))
-        for spec, video in zip(self.episodes, videos):
+        for prefix in dict.fromkeys(spec.prefix for spec in episodes):
+            idx = [i for i, spec in enumerate(episodes) if spec.prefix == prefix]
+            results.update(self.metric_fn(prefix, [rewards[i] for i in idx], [infos[i] for i in idx],
+                                          [episodes[i] for i in idx]))
+        for spec, video in zip(episodes, videos):
             if video is not None:
                 results[f"{spec.prefix}sim_video_{spec.seed}"] = video
         results["episode_rewards"] = rewards
         results["timing"] = {"predict_action_s": timings}
-        if self.record_frames:
+        if record_frames:
             results["episode_frames"] = frames
         return results

@@ -22,12 +22,12 @@ import tqdm
 from diffusion_policy.acceleration import CacheConfig, apply_cache, remove_cache, update_steps_for
 from diffusion_policy.acceleration.benchmark import count_flops, timed_predict_action
 from diffusion_policy.common.checkpoint import load_checkpoint
-from diffusion_policy.common.files import write_json_atomic
 from diffusion_policy.common.safe_config import safe_slug
 from diffusion_policy.common.threads import set_threads
 from diffusion_policy.common.timing import latency_stats_ms
 from diffusion_policy.common.validation import check_device, check_output_dir, check_range
 from diffusion_policy.env_runner.factory import make_env_runner
+from diffusion_policy.env_runner.results import BenchmarkResult, EpisodeReward, EvalResult, LatencyStats
 
 
 @dataclass
@@ -119,10 +119,10 @@ def evaluate_checkpoint(
     settings: EvalSettings = EvalSettings(),
     num_inference_steps: Optional[int] = None,
     trust_checkpoint: bool = False,
-) -> tuple[dict, dict, Path]:
+) -> tuple[EvalResult, BenchmarkResult, Path]:
     """Roll out `checkpoint` with `cache_config`; write eval_results.json and benchmark_results.json.
 
-    Returns (eval_results, benchmark_results, output_dir). output_dir defaults to
+    Returns (EvalResult, BenchmarkResult, output_dir), also written there as JSON. output_dir defaults to
     results/<task>/<mode>.
     """
     check_device(device)
@@ -152,48 +152,49 @@ def evaluate_checkpoint(
     metrics = {k: v for k, v in log.items() if "sim_video" not in k}
     videos = {k: v for k, v in log.items() if "sim_video" in k}
     mean_key = "test/mean_score" if "test/mean_score" in metrics else "train/mean_score"
-    eval_results = {
-        "checkpoint": str(checkpoint),
-        "task": task,
-        "cache": cache_config.describe(),
-        "mean_score": metrics.get(mean_key),
-        "metrics": metrics,
-        "episode_rewards": [
-            {"prefix": spec.prefix, "seed": spec.seed, "rewards": rewards.tolist(),
-             "total_reward": float(np.sum(rewards)), "max_reward": float(np.max(rewards)) if len(rewards) else 0.0}
+    eval_result = EvalResult(
+        checkpoint=str(checkpoint),
+        task=task,
+        cache=cache_config.describe(),
+        mean_score=metrics.get(mean_key),
+        metrics=metrics,
+        episode_rewards=[
+            EpisodeReward(spec.prefix, int(spec.seed), rewards.tolist(), float(np.sum(rewards)),
+                          float(np.max(rewards)) if len(rewards) else 0.0)
             for spec, rewards in zip(runner.episodes, episode_rewards)
         ],
-        "videos": videos,
-        "n_episodes": len(runner.episodes),
-        "time": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-    write_json_atomic(out / "eval_results.json", eval_results)  # kept even if the re-timing below fails
+        videos=videos,
+        n_episodes=len(runner.episodes),
+        time=datetime.datetime.now().isoformat(timespec="seconds"),
+    )
+    eval_result.save(out)  # kept even if the re-timing below fails
 
     remove_cache(original)
     times = compare_on_recorded(policy, original, recorder.observations)
     flops_cached = count_flops(policy, recorder.observations[0])
     flops_original = count_flops(original, recorder.observations[0])
-    cached_stats, original_stats = latency_stats_ms(times["cached"]), latency_stats_ms(times["original"])
+    cached_stats = LatencyStats(**latency_stats_ms(times["cached"]))
+    original_stats = LatencyStats(**latency_stats_ms(times["original"]))
     n_blocks = 3 * len(original.model.decoder.layers)
     block_evaluations = sum(len(s) for s in update_steps_for(original, cache_config).values())
-    benchmark_results = {
-        "task": task,
-        "cache": cache_config.describe(),
-        "num_inference_steps": int(original.num_inference_steps),
-        "n_action_steps": int(original.n_action_steps),
-        "batch_size": int(next(iter(recorder.observations[0].values())).shape[0]),
-        "latency": cached_stats,
-        "latency_original": original_stats,
-        "speedup": original_stats["median_ms"] / cached_stats["median_ms"],
-        "rollout_latency": latency_stats_ms(rollout_timing),
-        "flops_per_predict_action": flops_cached,
-        "flops_per_predict_action_original": flops_original,
-        "flops_ratio": flops_original / flops_cached if flops_cached else None,
-        "block_evaluations_per_predict_action": block_evaluations,
-        "block_evaluations_per_predict_action_original": n_blocks * int(original.num_inference_steps),
-        "action_frequency_hz": original.n_action_steps / (cached_stats["median_ms"] / 1e3),
-        "action_frequency_hz_original": original.n_action_steps / (original_stats["median_ms"] / 1e3),
-        "environment": environment_info(original.device),
-    }
-    write_json_atomic(out / "benchmark_results.json", benchmark_results)
-    return eval_results, benchmark_results, out
+    benchmark_result = BenchmarkResult(
+        task=task,
+        cache=cache_config.describe(),
+        num_inference_steps=int(original.num_inference_steps),
+        n_action_steps=int(original.n_action_steps),
+        batch_size=int(next(iter(recorder.observations[0].values())).shape[0]),
+        latency=cached_stats,
+        latency_original=original_stats,
+        speedup=original_stats.median_ms / cached_stats.median_ms,
+        rollout_latency=LatencyStats(**latency_stats_ms(rollout_timing)),
+        flops_per_predict_action=flops_cached,
+        flops_per_predict_action_original=flops_original,
+        flops_ratio=flops_original / flops_cached if flops_cached else None,
+        block_evaluations_per_predict_action=block_evaluations,
+        block_evaluations_per_predict_action_original=n_blocks * int(original.num_inference_steps),
+        action_frequency_hz=original.n_action_steps / (cached_stats.median_ms / 1e3),
+        action_frequency_hz_original=original.n_action_steps / (original_stats.median_ms / 1e3),
+        environment=environment_info(original.device),
+    )
+    benchmark_result.save(out)
+    return eval_result, benchmark_result, out

@@ -3,7 +3,8 @@
 `FrameRecordingWrapper` sits directly on the raw env (inside `MultiStepWrapper`), so it sees
 single steps: after `reset` it holds the first observation; each `step(action)` adds the executed
 action, the reward, terminated/truncated, `info["is_success"]` when the env reports it, and the
-next observation. With `render=True` it also keeps an `env.render()` frame per observation.
+next observation. With `render=True` it also keeps an `env.render()` frame per observation. It only
+records while `recording` is True (the rollout loop sets both per run); otherwise it passes through.
 
 Camera observations (3-D Box entries of a Dict observation space, channel-first (3, H, W) floats
 in [0, 1]) are kept as uint8 (H, W, 3), the form a video stores, to keep episodes small; the
@@ -40,8 +41,9 @@ def image_to_hwc_uint8(image: np.ndarray) -> np.ndarray:
 
 
 class FrameRecordingWrapper(gymnasium.Wrapper):
-    def __init__(self, env: gymnasium.Env, render: bool = False):
+    def __init__(self, env: gymnasium.Env, render: bool = False, recording: bool = True):
         super().__init__(env)
+        self.recording = recording
         self.render_frames = render
         self.camera_keys = camera_keys(env.observation_space)
         self._clear()
@@ -51,6 +53,8 @@ class FrameRecordingWrapper(gymnasium.Wrapper):
         self._actions, self._rewards, self._terminated, self._truncated, self._successes = [], [], [], [], []
 
     def _keep_observation(self, obs) -> None:
+        if not self.recording:
+            return
         if isinstance(obs, dict):
             obs = {
                 key: image_to_hwc_uint8(value) if key in self.camera_keys else np.array(value, copy=True)
@@ -70,6 +74,8 @@ class FrameRecordingWrapper(gymnasium.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        if not self.recording:
+            return obs, reward, terminated, truncated, info
         self._actions.append(np.array(action, dtype=np.float32, copy=True))
         self._rewards.append(float(reward))
         self._terminated.append(bool(terminated))
