@@ -53,11 +53,13 @@ class EvalSettings:
 
 
 class ObservationRecorder:
-    """Policy proxy for the runner: forwards predict_action, keeps the first `limit` inputs."""
+    """Policy proxy for the runner: forwards predict_action (sampling noise from its own generator,
+    seeded with `seed`), keeps the first `limit` inputs for the re-timing."""
 
-    def __init__(self, policy, limit: int):
+    def __init__(self, policy, limit: int, seed: int = 0):
         self.policy = policy
         self.limit = limit
+        self.generator = torch.Generator(device=policy.device).manual_seed(seed)
         self.observations: list[dict] = []
 
     def __getattr__(self, name):  # device, dtype, n_obs_steps, ... come from the policy
@@ -69,7 +71,7 @@ class ObservationRecorder:
     def predict_action(self, obs_dict: dict) -> dict:
         if len(self.observations) < self.limit:
             self.observations.append({k: v.clone() for k, v in obs_dict.items()})
-        return self.policy.predict_action(obs_dict)
+        return self.policy.predict_action(obs_dict, generator=self.generator)
 
 
 def task_name_of(cfg) -> str:
@@ -111,6 +113,59 @@ def environment_info(device: torch.device) -> dict:
     return info
 
 
+def eval_result_of(log: dict, episodes, checkpoint: str, task: str, cache_config: CacheConfig) -> EvalResult:
+    """The EvalResult of one runner.run log (metrics, per-episode rewards, videos)."""
+    metrics = {k: v for k, v in log.items() if "sim_video" not in k and k not in ("timing", "episode_rewards")}
+    videos = {k: v for k, v in log.items() if "sim_video" in k}
+    mean_key = "test/mean_score" if "test/mean_score" in metrics else "train/mean_score"
+    return EvalResult(
+        checkpoint=checkpoint,
+        task=task,
+        cache=cache_config.describe(),
+        mean_score=metrics.get(mean_key),
+        metrics=metrics,
+        episode_rewards=[
+            EpisodeReward(spec.prefix, int(spec.seed), rewards.tolist(), float(np.sum(rewards)),
+                          float(np.max(rewards)) if len(rewards) else 0.0)
+            for spec, rewards in zip(episodes, log["episode_rewards"])
+        ],
+        videos=videos,
+        n_episodes=len(episodes),
+        time=datetime.datetime.now().isoformat(timespec="seconds"),
+    )
+
+
+def benchmark_against_original(policy, original, observations: list[dict], rollout_timing: dict, task: str,
+                               cache_config: CacheConfig) -> BenchmarkResult:
+    """Time `policy` (cached) and `original` round-robin on recorded observations; count FLOPs."""
+    times = compare_on_recorded(policy, original, observations)
+    flops_cached = count_flops(policy, observations[0])
+    flops_original = count_flops(original, observations[0])
+    cached_stats = LatencyStats(**latency_stats_ms(times["cached"]))
+    original_stats = LatencyStats(**latency_stats_ms(times["original"]))
+    n_blocks = 3 * len(original.model.decoder.layers)
+    block_evaluations = sum(len(s) for s in update_steps_for(original, cache_config).values())
+    return BenchmarkResult(
+        task=task,
+        cache=cache_config.describe(),
+        num_inference_steps=int(original.num_inference_steps),
+        n_action_steps=int(original.n_action_steps),
+        batch_size=int(next(iter(observations[0].values())).shape[0]),
+        latency=cached_stats,
+        latency_original=original_stats,
+        speedup=original_stats.median_ms / cached_stats.median_ms,
+        rollout_latency=LatencyStats(**latency_stats_ms(rollout_timing["predict_action_s"])),
+        flops_per_predict_action=flops_cached,
+        flops_per_predict_action_original=flops_original,
+        flops_ratio=flops_original / flops_cached if flops_cached else None,
+        block_evaluations_per_predict_action=block_evaluations,
+        block_evaluations_per_predict_action_original=n_blocks * int(original.num_inference_steps),
+        action_frequency_hz=original.n_action_steps / (cached_stats.median_ms / 1e3),
+        action_frequency_hz_original=original.n_action_steps / (original_stats.median_ms / 1e3),
+        environment=environment_info(original.device),
+    )
+
+
 def evaluate_checkpoint(
     checkpoint: str,
     output_dir: Optional[str],
@@ -128,8 +183,7 @@ def evaluate_checkpoint(
     check_device(device)
     if output_dir:
         check_output_dir(output_dir)
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
+    np.random.seed(settings.seed)  # for envs that draw from numpy's global RNG; the policy has its own
     original, cfg = load_checkpoint(checkpoint, device=device, trust_checkpoint=trust_checkpoint,
                                     num_inference_steps=num_inference_steps)
     task = task_name_of(cfg)
@@ -141,60 +195,15 @@ def evaluate_checkpoint(
                              n_envs=settings.n_envs, max_steps=settings.max_steps, skip_video=settings.skip_video)
     # One thread count for the rollout and the re-timing, so both policies are timed alike.
     set_threads(settings.threads, env_workers=runner.env_worker_processes)
-    recorder = ObservationRecorder(policy, settings.latency_samples)
+    recorder = ObservationRecorder(policy, settings.latency_samples, seed=settings.seed)
     try:
         log = runner.run(recorder)
     finally:
         runner.close()
-
-    rollout_timing = log.pop("timing")["predict_action_s"]
-    episode_rewards = log.pop("episode_rewards")
-    metrics = {k: v for k, v in log.items() if "sim_video" not in k}
-    videos = {k: v for k, v in log.items() if "sim_video" in k}
-    mean_key = "test/mean_score" if "test/mean_score" in metrics else "train/mean_score"
-    eval_result = EvalResult(
-        checkpoint=str(checkpoint),
-        task=task,
-        cache=cache_config.describe(),
-        mean_score=metrics.get(mean_key),
-        metrics=metrics,
-        episode_rewards=[
-            EpisodeReward(spec.prefix, int(spec.seed), rewards.tolist(), float(np.sum(rewards)),
-                          float(np.max(rewards)) if len(rewards) else 0.0)
-            for spec, rewards in zip(runner.episodes, episode_rewards)
-        ],
-        videos=videos,
-        n_episodes=len(runner.episodes),
-        time=datetime.datetime.now().isoformat(timespec="seconds"),
-    )
+    eval_result = eval_result_of(log, runner.episodes, str(checkpoint), task, cache_config)
     eval_result.save(out)  # kept even if the re-timing below fails
-
     remove_cache(original)
-    times = compare_on_recorded(policy, original, recorder.observations)
-    flops_cached = count_flops(policy, recorder.observations[0])
-    flops_original = count_flops(original, recorder.observations[0])
-    cached_stats = LatencyStats(**latency_stats_ms(times["cached"]))
-    original_stats = LatencyStats(**latency_stats_ms(times["original"]))
-    n_blocks = 3 * len(original.model.decoder.layers)
-    block_evaluations = sum(len(s) for s in update_steps_for(original, cache_config).values())
-    benchmark_result = BenchmarkResult(
-        task=task,
-        cache=cache_config.describe(),
-        num_inference_steps=int(original.num_inference_steps),
-        n_action_steps=int(original.n_action_steps),
-        batch_size=int(next(iter(recorder.observations[0].values())).shape[0]),
-        latency=cached_stats,
-        latency_original=original_stats,
-        speedup=original_stats.median_ms / cached_stats.median_ms,
-        rollout_latency=LatencyStats(**latency_stats_ms(rollout_timing)),
-        flops_per_predict_action=flops_cached,
-        flops_per_predict_action_original=flops_original,
-        flops_ratio=flops_original / flops_cached if flops_cached else None,
-        block_evaluations_per_predict_action=block_evaluations,
-        block_evaluations_per_predict_action_original=n_blocks * int(original.num_inference_steps),
-        action_frequency_hz=original.n_action_steps / (cached_stats.median_ms / 1e3),
-        action_frequency_hz_original=original.n_action_steps / (original_stats.median_ms / 1e3),
-        environment=environment_info(original.device),
-    )
+    benchmark_result = benchmark_against_original(policy, original, recorder.observations, log["timing"], task,
+                                                  cache_config)
     benchmark_result.save(out)
     return eval_result, benchmark_result, out
