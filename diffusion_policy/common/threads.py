@@ -31,7 +31,7 @@ def default_threads(env_workers: int = 0) -> tuple[int, str]:
     if env_workers:
         parts.append(f"{env_workers} env worker process{'es' if env_workers > 1 else ''}")
     if idle < cores:
-        parts.append(f"load {load:.1f} from other programs")
+        parts.append(f"1-min load average {load:.1f}")
     return threads, ", ".join(parts)
 
 
