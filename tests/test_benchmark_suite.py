@@ -114,7 +114,11 @@ def test_dry_run_lists_the_planned_runs_for_each_filter(tree, capsys, flags, exp
 
 
 def test_command_of_one_run(tree):
-    options = suite.EvalOptions(skip_video=True, num_caches=5, num_bu_blocks=3, n_test=2, max_steps=10)
+    from diffusion_policy.acceleration import CacheConfig
+    from diffusion_policy.env_runner.settings import EvalSettings
+
+    options = suite.EvalOptions(cache=CacheConfig(num_caches=5, num_bu_blocks=3),
+                                settings=EvalSettings(skip_video=True, n_test=2, max_steps=10))
     plan = suite.plan_runs(device="cuda:0", tasks=["can_ph"], seeds=[0], ckpt_kinds=["max"], modes=["optimal"],
                            options=options)
     (run,) = plan.runs
@@ -124,8 +128,15 @@ def test_command_of_one_run(tree):
         "--checkpoint", best, "-o", "results/can_ph/train_0/max/optimal", "--device", "cuda:0",
         "--cache_mode", "optimal", "--optimal_steps_dir", "assets/can_ph/optimal_steps/cosine", "--metric", "cosine",
         "--num_caches", "5", "--num_bu_blocks", "3", "--n_test", "2", "--max_steps", "10", "--seed", "0",
-        "--skip_video",
+        "--latency_samples", "20", "--skip_video",
     ]
+    # the flags parse back into the same settings (one builder both ways)
+    import diffusion_policy.cli.evaluate as eval_cli
+    from diffusion_policy.cli import flags
+
+    parsed = eval_cli.parse_args(list(run.command[3:]))
+    assert flags.cache_config_from_args(parsed) == CacheConfig(mode="optimal", num_caches=5, num_bu_blocks=3,
+                                                               optimal_steps_dir="assets/can_ph/optimal_steps/cosine")
     assert run.log_path == "results/can_ph/train_0/max/optimal/run.log"
 
 

@@ -79,11 +79,12 @@ def test_shipped_schedules_fit_the_checkpoint(task):
 
 def test_two_run_sweep_on_the_bundled_default(tmp_path):
     import diffusion_policy.cli.suite as suite
+    from diffusion_policy.env_runner.settings import EvalSettings
     plan = suite.plan_runs(
         checkpoint_root=str(REPO / "checkpoint"), results_dir=str(tmp_path / "results"),
         assets_dir=str(REPO / "assets"), tasks=("lift_lowdim",), seeds=(0,), ckpt_kinds=("latest",),
         modes=("original", "threshold"),
-        options=suite.EvalOptions(skip_video=True, n_test=1, n_train=0, n_envs=1, max_steps=8),
+        options=suite.EvalOptions(settings=EvalSettings(skip_video=True, n_test=1, n_train=0, n_envs=1, max_steps=8)),
     )
     assert len(plan.runs) == 2
     outcomes = suite.run_plan(plan.runs, jobs=1)

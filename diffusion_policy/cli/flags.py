@@ -105,6 +105,10 @@ def add_cache_flags(parser: argparse.ArgumentParser) -> None:
     add_metric_flag(parser)
     add_num_caches_flag(parser)
     add_num_bu_blocks_flag(parser)
+    add_cache_switches(parser)
+
+
+def add_cache_switches(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow_foreign_schedule", action="store_true",
                         help="optimal mode: use a schedule computed for other weights (refused by default)")
     parser.add_argument("--no_condition_reuse", action="store_true",
@@ -116,12 +120,12 @@ def cache_config_from_args(args: argparse.Namespace, mode: str | None = None, **
     fields = dict(
         mode=mode if mode is not None else single(args.cache_mode, "--cache_mode"),
         cache_threshold=single(args.cache_threshold, "--cache_threshold"),
-        optimal_steps_dir=args.optimal_steps_dir,
+        optimal_steps_dir=getattr(args, "optimal_steps_dir", None),
         metric=single(args.metric, "--metric"),
         num_caches=single(args.num_caches, "--num_caches"),
         num_bu_blocks=args.num_bu_blocks,
-        reuse_condition=not args.no_condition_reuse,
-        allow_foreign_schedule=args.allow_foreign_schedule,
+        reuse_condition=not getattr(args, "no_condition_reuse", False),
+        allow_foreign_schedule=getattr(args, "allow_foreign_schedule", False),
     )
     fields.update(overrides)
     return CacheConfig(**fields)
@@ -154,3 +158,31 @@ def cache_flag_names() -> set[str]:
     add_cache_flags(parser)
     return {action.dest for action in parser._actions if action.dest != "help"}
 
+
+
+# ----------------------------------------------------------------------------- the way back
+def cache_config_flags(config: CacheConfig) -> list[str]:
+    """The flags that give `config` (cache_config_from_args's inverse; the suite builds runs with it)."""
+    args = ["--cache_mode", config.mode]
+    if config.mode == "threshold":
+        args += ["--cache_threshold", str(config.cache_threshold)]
+    elif config.mode == "optimal":
+        args += ["--optimal_steps_dir", str(config.optimal_steps_dir), "--metric", config.metric,
+                 "--num_caches", str(config.num_caches), "--num_bu_blocks", str(config.num_bu_blocks)]
+    if not config.reuse_condition:
+        args.append("--no_condition_reuse")
+    if config.allow_foreign_schedule:
+        args.append("--allow_foreign_schedule")
+    return args
+
+
+def eval_settings_flags(settings) -> list[str]:
+    """The rollout flags that give an env_runner.settings.EvalSettings."""
+    args = []
+    for name in ("n_test", "n_train", "n_envs", "max_steps", "threads"):
+        value = getattr(settings, name)
+        if value is not None:
+            args += [f"--{name}", str(value)]
+    args += ["--seed", str(settings.seed), "--latency_samples", str(settings.latency_samples)]
+    args.append("--skip_video" if settings.skip_video else "--no-skip_video")
+    return args

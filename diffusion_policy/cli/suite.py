@@ -23,6 +23,7 @@ benchmark_results.json, run.log}; runs whose two JSON files are already there ar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import concurrent.futures
 import json
 import re
@@ -34,12 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from diffusion_policy.acceleration.config import CACHE_MODES, CacheConfig
 from diffusion_policy.cli import flags
+from diffusion_policy.env_runner.settings import EvalSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 GROUPS = ("ph", "mh", "lowdim", "other")
-MODES = ("original", "threshold", "optimal")
+MODES = CACHE_MODES
 CKPT_KINDS = ("max", "latest", "epochs")
 TREE_SUBDIR = "diffusion_policy_transformer"
 SCORED_CKPT = re.compile(r"^epoch=(\d+)-test_mean_score=(-?\d+(?:\.\d+)?)\.ckpt$")
@@ -103,20 +106,12 @@ class RunOutcome:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """Flags forwarded to eval_fast_diffusion_policy.py (None: the checkpoint's own setting)."""
+    """What every eval run of a plan shares: the cache settings (mode and schedule dir set per run),
+    the rollout settings, and the checkpoint options. The library's own config objects, no copies."""
 
-    skip_video: bool = False
-    num_caches: int = 5
-    num_bu_blocks: int = 3
-    cache_threshold: int = 5
-    metric: str = "cosine"
-    n_test: Optional[int] = None
-    n_train: Optional[int] = None
-    n_envs: Optional[int] = None
-    max_steps: Optional[int] = None
+    cache: CacheConfig = field(default_factory=lambda: CacheConfig(num_bu_blocks=3))  # the paper's BAC: ACS + BU 3
+    settings: EvalSettings = field(default_factory=EvalSettings)
     num_inference_steps: Optional[int] = None
-    seed: int = 0  # sampling seed of each eval run
-    threads: Optional[int] = None
     trust_checkpoint: bool = False
 
 
@@ -267,19 +262,13 @@ def default_eval_command() -> list[str]:
 
 def eval_arguments(checkpoint: Path, output_dir: Path, mode: str, schedule_dir: Path, device: str,
                    opts: EvalOptions) -> list[str]:
-    """Flags of one eval_fast_diffusion_policy.py run."""
-    args = ["--checkpoint", str(checkpoint), "-o", str(output_dir), "--device", device, "--cache_mode", mode]
-    if mode == "threshold":
-        args += ["--cache_threshold", str(opts.cache_threshold)]
-    elif mode == "optimal":
-        args += ["--optimal_steps_dir", str(schedule_dir), "--metric", opts.metric,
-                 "--num_caches", str(opts.num_caches), "--num_bu_blocks", str(opts.num_bu_blocks)]
-    for flag in ("n_test", "n_train", "n_envs", "max_steps", "num_inference_steps", "threads"):
-        value = getattr(opts, flag)
-        if value is not None:
-            args += [f"--{flag}", str(value)]
-    args += ["--seed", str(opts.seed)]
-    args.append("--skip_video" if opts.skip_video else "--no-skip_video")
+    """Flags of one bac-eval run, from the typed options (cli/flags.py turns them into flags)."""
+    config = dataclasses.replace(opts.cache, mode=mode,
+                                 optimal_steps_dir=str(schedule_dir) if mode == "optimal" else None)
+    args = ["--checkpoint", str(checkpoint), "-o", str(output_dir), "--device", device]
+    args += flags.cache_config_flags(config) + flags.eval_settings_flags(opts.settings)
+    if opts.num_inference_steps is not None:
+        args += ["--num_inference_steps", str(opts.num_inference_steps)]
     if opts.trust_checkpoint:
         args.append("--trust_checkpoint")
     return args
@@ -313,13 +302,13 @@ def plan_runs(
         found, missing = find_checkpoints(checkpoint_root, spec, seeds, ckpt_kinds)
         plan.missing += missing
         task_modes = list(modes)
-        schedule_dir = optimal_steps_dir(Path(assets_dir) / spec.name, options.metric)
-        schedule_file = schedule_path(Path(assets_dir) / spec.name, options.metric, options.num_caches)
+        schedule_dir = optimal_steps_dir(Path(assets_dir) / spec.name, options.cache.metric)
+        schedule_file = schedule_path(Path(assets_dir) / spec.name, options.cache.metric, options.cache.num_caches)
         if found and "optimal" in modes and not schedule_file.is_file():
             task_modes.remove("optimal")
             plan.missing.append(f"{spec.name}: no schedule {schedule_file} (optimal runs left out); compute it with "
                                 f"./shs/get_steps/get_optimal_steps.sh --device {device} "
-                                f"--num_caches {options.num_caches} --task {spec.name}")
+                                f"--num_caches {options.cache.num_caches} --task {spec.name}")
         for seed, kinds in found.items():
             for kind, checkpoint in kinds.items():
                 for mode in task_modes:
@@ -556,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_num_caches_flag(bench)
     flags.add_num_bu_blocks_flag(bench)
     bench.set_defaults(num_bu_blocks=3)  # the suite's optimal mode is the paper's BAC: ACS + Bubbling Union 3
+    flags.add_cache_switches(bench)
     flags.add_rollout_flags(bench)
     bench.add_argument("--force", action="store_true", help="re-run runs whose results exist")
     bench.add_argument("--no_plots", action="store_true", help="write no summary plots")
@@ -576,11 +566,10 @@ def _plan_from_args(args) -> Plan:
         return plan_schedules(args.checkpoint_root, args.assets_dir, args.device, args.group, args.task,
                               args.num_caches, args.metric, args.force_recompute, args.trust_checkpoint)
     options = EvalOptions(
-        skip_video=args.skip_video, num_caches=flags.single(args.num_caches, "--num_caches"),
-        num_bu_blocks=args.num_bu_blocks, cache_threshold=flags.single(args.cache_threshold, "--cache_threshold"),
-        metric=flags.single(args.metric, "--metric"), n_test=args.n_test, n_train=args.n_train,
-        n_envs=args.n_envs, max_steps=args.max_steps, num_inference_steps=args.num_inference_steps,
-        seed=args.seed, threads=args.threads, trust_checkpoint=args.trust_checkpoint,
+        cache=flags.cache_config_from_args(args, mode="original"),  # each run sets its mode
+        settings=EvalSettings(n_test=args.n_test, n_train=args.n_train, n_envs=args.n_envs, max_steps=args.max_steps,
+                              skip_video=args.skip_video, seed=args.seed, threads=args.threads),
+        num_inference_steps=args.num_inference_steps, trust_checkpoint=args.trust_checkpoint,
     )
     return plan_runs(args.checkpoint_root, args.results_dir, args.assets_dir, args.device, args.group, args.task,
                      args.seeds, args.ckpt_kinds, args.cache_mode, options, force=args.force)

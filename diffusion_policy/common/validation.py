@@ -6,13 +6,13 @@ import logging
 import tempfile
 from pathlib import Path
 
-import torch
-
 logger = logging.getLogger(__name__)
 
 
-def check_device(device: str) -> torch.device:
+def check_device(device: str):
     """The torch device named by `device`; ValueError unless a policy can be put there."""
+    import torch  # here: the CLIs import this module before argparse runs
+
     try:
         parsed = torch.device(device)
     except RuntimeError:
