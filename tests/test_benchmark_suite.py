@@ -3,8 +3,8 @@ and the aggregated table, on a fake checkpoint tree with a fake eval command."""
 
 import csv
 import json
+import re
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,30 +16,28 @@ REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-# Stands in for bac-eval (diffusion_policy/cli/evaluate.py): same flags, writes both result files with the
-# score parsed from the checkpoint name (latest: 0.5), logs each call, fails for --cache_mode threshold
-# when the checkpoint path contains "can_mh".
-FAKE_EVAL = textwrap.dedent('''
-    import argparse, json, pathlib, re, sys
-    p = argparse.ArgumentParser()
-    p.add_argument("--checkpoint"); p.add_argument("-o"); p.add_argument("--cache_mode")
-    args, _ = p.parse_known_args()
-    here = pathlib.Path(__file__).parent
-    with open(here / "calls.txt", "a") as f:
-        f.write(args.o + "\\n")
-    print("fake eval", args.cache_mode)
-    if args.cache_mode == "threshold" and "can_mh" in args.checkpoint and (here / "fail_threshold").exists():
-        sys.exit(3)
-    m = re.search(r"test_mean_score=([0-9.]+)\\.ckpt", args.checkpoint)
-    score = float(m.group(1)) if m else 0.5
-    speedup = {"original": 1.0, "threshold": 2.0, "optimal": 3.0}[args.cache_mode]
-    out = pathlib.Path(args.o); out.mkdir(parents=True, exist_ok=True)
-    (out / "eval_results.json").write_text(json.dumps({"mean_score": score, "cache": {"mode": args.cache_mode}}))
-    (out / "benchmark_results.json").write_text(json.dumps({
-        "cache": {"mode": args.cache_mode}, "speedup": speedup, "latency": {"median_ms": 100 / speedup},
-        "latency_original": {"median_ms": 100.0}, "flops_per_predict_action": 1e9 / speedup,
-        "flops_per_predict_action_original": 1e9, "action_frequency_hz": 80 * speedup}))
-''')
+class FakeEvalJob(suite.EvalJob):
+    """Stands in for the evaluation: writes both result files with the score parsed from the
+    checkpoint name (latest: 0.5), logs each call to calls.txt in the run's cwd, and fails (exit 3)
+    for threshold when the checkpoint path contains "can_mh" and the file fail_threshold exists."""
+
+    def run(self) -> None:
+        mode = self.cache.mode
+        with open("calls.txt", "a") as f:
+            f.write(self.output_dir + "\n")
+        print("fake eval", mode)
+        if mode == "threshold" and "can_mh" in self.checkpoint and Path("fail_threshold").exists():
+            sys.exit(3)
+        match = re.search(r"test_mean_score=([0-9.]+)\.ckpt", self.checkpoint)
+        score = float(match.group(1)) if match else 0.5
+        speedup = {"original": 1.0, "threshold": 2.0, "optimal": 3.0}[mode]
+        out = Path(self.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval_results.json").write_text(json.dumps({"mean_score": score, "cache": {"mode": mode}}))
+        (out / "benchmark_results.json").write_text(json.dumps({
+            "cache": {"mode": mode}, "speedup": speedup, "latency": {"median_ms": 100 / speedup},
+            "latency_original": {"median_ms": 100.0}, "flops_per_predict_action": 1e9 / speedup,
+            "flops_per_predict_action_original": 1e9, "action_frequency_hz": 80 * speedup}))
 
 
 def touch(path: Path) -> None:
@@ -68,13 +66,7 @@ def tree(tmp_path, monkeypatch):
     touch(ckpt / "lift_lowdim/lift_lowdim_transformer.ckpt")
     for task in ("can_ph", "can_mh", "lift_lowdim"):
         touch(tmp_path / f"assets/{task}/optimal_steps/cosine/num_caches_5.json")
-    fake = tmp_path / "fake_eval.py"
-    fake.write_text(FAKE_EVAL)
     return tmp_path
-
-
-def fake_command(tree: Path) -> list[str]:
-    return [sys.executable, str(tree / "fake_eval.py")]
 
 
 def planned_dirs(text: str) -> set[str]:
@@ -124,7 +116,7 @@ def test_command_of_one_run(tree):
     (run,) = plan.runs
     assert run.name == "can_ph/train_0/max/optimal"
     best = "checkpoint/can_ph/diffusion_policy_transformer/train_0/checkpoints/epoch=0300-test_mean_score=1.000.ckpt"
-    assert list(run.command[3:]) == [
+    assert list(run.command[1:]) == [
         "--checkpoint", best, "-o", "results/can_ph/train_0/max/optimal", "--device", "cuda:0",
         "--cache_mode", "optimal", "--optimal_steps_dir", "assets/can_ph/optimal_steps/cosine", "--metric", "cosine",
         "--num_caches", "5", "--num_bu_blocks", "3", "--n_test", "2", "--max_steps", "10", "--seed", "0",
@@ -134,7 +126,7 @@ def test_command_of_one_run(tree):
     import diffusion_policy.cli.evaluate as eval_cli
     from diffusion_policy.cli import flags
 
-    parsed = eval_cli.parse_args(list(run.command[3:]))
+    parsed = eval_cli.parse_args(list(run.command[1:]))
     assert flags.cache_config_from_args(parsed) == CacheConfig(mode="optimal", num_caches=5, num_bu_blocks=3,
                                                                optimal_steps_dir="assets/can_ph/optimal_steps/cosine")
     assert run.log_path == "results/can_ph/train_0/max/optimal/run.log"
@@ -176,7 +168,7 @@ def test_schedules_plan_uses_train_0_max_and_skips_done(tree, capsys):
     plan = suite.plan_schedules(device="cuda:0", num_caches=[5, 8], metrics=["cosine"])
     assert [r.name for r in plan.runs] == ["can_ph", "can_mh", "kitchen", "lift_lowdim"]
     kitchen = plan.runs[2]
-    assert list(kitchen.command[3:]) == [
+    assert list(kitchen.command[1:]) == [
         "-c", "checkpoint/low_dim/kitchen/diffusion_policy_transformer/train_0/checkpoints/"
         "epoch=0050-test_mean_score=0.600.ckpt", "-o", "assets/kitchen", "-d", "cuda:0",
         "--num_caches", "5,8", "--metric", "cosine"]
@@ -206,7 +198,7 @@ def test_existing_results_are_skipped_and_failures_reported(tree):
     (tree / "results/can_mh/train_0/latest/original").mkdir(parents=True)
     (tree / "results/can_mh/train_0/latest/original/eval_results.json").write_text("{corrupt")  # re-run
     (tree / "fail_threshold").touch()
-    plan = suite.plan_runs(tasks=["can_mh"], eval_command=fake_command(tree))
+    plan = suite.plan_runs(tasks=["can_mh"], job_type=FakeEvalJob)
     assert [r.name for r in plan.done] == ["can_mh/train_0/max/original"]
     assert len(plan.runs) == 5
 
@@ -224,12 +216,12 @@ def test_existing_results_are_skipped_and_failures_reported(tree):
     assert json.loads(Path(rerun.expected[0]).read_text())["mean_score"] == 0.5
 
     (tree / "fail_threshold").unlink()
-    again = suite.plan_runs(tasks=["can_mh"], eval_command=fake_command(tree))
+    again = suite.plan_runs(tasks=["can_mh"], job_type=FakeEvalJob)
     assert sorted(r.name for r in again.runs) == failed  # restartable: only the failed runs are left
 
 
 def test_cli_exit_code_and_summary(tree, monkeypatch, capsys):
-    monkeypatch.setattr(suite, "default_eval_command", lambda: fake_command(tree))
+    monkeypatch.setattr(suite, "EvalJob", FakeEvalJob)
     (tree / "fail_threshold").touch()
     assert suite.main(["run", "--task", "can_mh", "--jobs", "2", "--no_plots"]) == 1
     out = capsys.readouterr().out
@@ -245,9 +237,11 @@ def test_cli_exit_code_and_summary(tree, monkeypatch, capsys):
 def test_ray_backend_runs_two_tiny_runs(tree):
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ray[default]' (the dist extra)")
     plan = suite.plan_runs(tasks=["can_mh"], ckpt_kinds=["max"], modes=["original", "optimal"],
-                           eval_command=fake_command(tree))
+                           job_type=FakeEvalJob)
     assert len(plan.runs) == 2
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # the Ray workers import this module to run its FakeEvalJob
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}})
     try:
         outcomes = suite.run_plan(plan.runs, backend="ray", report=lambda line: None)
     finally:
@@ -260,7 +254,8 @@ def test_ray_backend_runs_two_tiny_runs(tree):
 def test_ray_backend_without_ray_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(RuntimeError, match=r"pip install 'ray\[default\]'"):
-        suite.run_plan([suite.PlannedRun("x", ("true",), ".", "x.log", (), ".")], backend="ray")
+        job = suite.ScheduleJob("x.ckpt", "x")
+        suite.run_plan([suite.PlannedRun("x", job, ".", "x.log", (), ".")], backend="ray")
 
 
 def test_last_n_score_takes_the_last_ten_checkpoints():

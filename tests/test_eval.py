@@ -88,3 +88,23 @@ def test_runner_falls_back_to_the_cfg_task_name_without_the_dataset(tmp_path):
     runner = make_env_runner(cfg, str(tmp_path), n_test=1, n_train=0)
     obs = runner.first_observation()
     assert obs["obs"].shape == (1, cfg.n_obs_steps, 19)
+
+
+def test_results_round_trip_through_their_json_files(tmp_path):
+    from diffusion_policy.env_runner.results import (
+        BenchmarkResult,
+        EpisodeReward,
+        EvalResult,
+        LatencyStats,
+    )
+
+    evaluation = EvalResult("c.ckpt", "lift_lowdim", {"mode": "original"}, 0.5, {"test/mean_score": 0.5},
+                            [EpisodeReward("test/", 100000, [0.0, 1.0], 1.0, 1.0)], {}, 1, "2026-12-02T12:00:00")
+    latency = LatencyStats(10.0, 12.0, 10.5, 20)
+    benchmark = BenchmarkResult("lift_lowdim", {"mode": "original"}, 100, 8, 1, latency, latency, 1.0, latency,
+                                1e9, 1e9, 1.0, 2400, 2400, 800.0, 800.0, {"torch": "2.13.0"})
+    assert EvalResult.load(evaluation.save(tmp_path)) == evaluation
+    assert BenchmarkResult.load(benchmark.save(tmp_path)) == benchmark
+    (tmp_path / "broken.json").write_text('{"task": "x"}')
+    with pytest.raises(ValueError, match="not a complete BenchmarkResult"):
+        BenchmarkResult.load(tmp_path / "broken.json")

@@ -6,8 +6,11 @@
 `run` evaluates original, threshold (--cache_threshold, default 5) and optimal (--num_caches, default 5,
 with Bubbling Union: --num_bu_blocks defaults to 3 here, the paper's BAC) for every checkpoint.
 
-This file is the one place that knows the task list, the checkpoint tree, the filters and the
-command of one run. Checkpoint layouts (BAC README §1):
+This file is the one place that knows the task list, the checkpoint tree and the filters. A run is a
+typed job (EvalJob: `evaluate_checkpoint` with a CacheConfig and EvalSettings; ScheduleJob:
+`compute_optimal_schedules`), executed as a library call in a child process of its own (spawned:
+its own torch threads, envs, crash and log); the equivalent bac-* command line is printed by
+--dry_run and heads each run's log. Checkpoint layouts (BAC README §1):
 
     checkpoint/<task>_<ph|mh>/diffusion_policy_transformer/train_<i>/checkpoints/*.ckpt
     checkpoint/low_dim/<task>/diffusion_policy_transformer/train_<i>/checkpoints/*.ckpt
@@ -25,10 +28,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import concurrent.futures
+import multiprocessing
+import os
 import json
 import re
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -75,13 +79,70 @@ TASKS = (
 
 
 @dataclass(frozen=True)
+class EvalJob:
+    """One evaluation: `evaluate_checkpoint` with the library's own config objects."""
+
+    checkpoint: str
+    output_dir: str
+    cache: CacheConfig
+    settings: EvalSettings
+    device: str = "cpu"
+    num_inference_steps: Optional[int] = None
+    trust_checkpoint: bool = False
+
+    def run(self) -> None:
+        from diffusion_policy.env_runner.evaluate import evaluate_checkpoint
+
+        evaluate_checkpoint(self.checkpoint, self.output_dir, self.cache, device=self.device,
+                            settings=self.settings, num_inference_steps=self.num_inference_steps,
+                            trust_checkpoint=self.trust_checkpoint)
+
+    def command(self) -> list[str]:
+        """The bac-eval command line that does the same (for --dry_run and the run's log)."""
+        args = ["bac-eval", "--checkpoint", self.checkpoint, "-o", self.output_dir, "--device", self.device]
+        args += flags.cache_config_flags(self.cache) + flags.eval_settings_flags(self.settings)
+        if self.num_inference_steps is not None:
+            args += ["--num_inference_steps", str(self.num_inference_steps)]
+        return args + ["--trust_checkpoint"] * self.trust_checkpoint
+
+
+@dataclass(frozen=True)
+class ScheduleJob:
+    """One schedule computation: `compute_optimal_schedules` for a task's checkpoint."""
+
+    checkpoint: str
+    output_dir: str
+    device: str = "cpu"
+    num_caches: tuple[int, ...] = (5,)
+    metrics: tuple[str, ...] = ("cosine",)
+    force_recompute: bool = False
+    trust_checkpoint: bool = False
+
+    def run(self) -> None:
+        from diffusion_policy.activation_utils.calibrate import compute_optimal_schedules
+
+        compute_optimal_schedules(self.checkpoint, self.output_dir, device=self.device,
+                                  num_caches_list=tuple(self.num_caches), metrics=tuple(self.metrics),
+                                  force_recompute=self.force_recompute, trust_checkpoint=self.trust_checkpoint)
+
+    def command(self) -> list[str]:
+        args = ["bac-schedules", "-c", self.checkpoint, "-o", self.output_dir, "-d", self.device,
+                "--num_caches", ",".join(map(str, self.num_caches)), "--metric", ",".join(self.metrics)]
+        return args + ["--force_recompute"] * self.force_recompute + ["--trust_checkpoint"] * self.trust_checkpoint
+
+
+@dataclass(frozen=True)
 class PlannedRun:
     name: str  # e.g. "can_ph/train_0/max/optimal"
-    command: tuple[str, ...]
+    job: EvalJob | ScheduleJob  # what the run calls (in a child process of its own)
     output_dir: str
     log_path: str
     expected: tuple[str, ...]  # files whose presence (as valid JSON) means the run is done
-    cwd: str  # the command's working directory (absolute, so a Ray worker can use it)
+    cwd: str  # the working directory of the run (absolute, so a Ray worker can use it)
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        return tuple(self.job.command())
 
 
 @dataclass
@@ -256,24 +317,6 @@ def is_complete(run: PlannedRun) -> bool:
     return True
 
 
-def default_eval_command() -> list[str]:
-    return [sys.executable, "-m", "diffusion_policy.cli.evaluate"]
-
-
-def eval_arguments(checkpoint: Path, output_dir: Path, mode: str, schedule_dir: Path, device: str,
-                   opts: EvalOptions) -> list[str]:
-    """Flags of one bac-eval run, from the typed options (cli/flags.py turns them into flags)."""
-    config = dataclasses.replace(opts.cache, mode=mode,
-                                 optimal_steps_dir=str(schedule_dir) if mode == "optimal" else None)
-    args = ["--checkpoint", str(checkpoint), "-o", str(output_dir), "--device", device]
-    args += flags.cache_config_flags(config) + flags.eval_settings_flags(opts.settings)
-    if opts.num_inference_steps is not None:
-        args += ["--num_inference_steps", str(opts.num_inference_steps)]
-    if opts.trust_checkpoint:
-        args.append("--trust_checkpoint")
-    return args
-
-
 def plan_runs(
     checkpoint_root="checkpoint",
     results_dir="results",
@@ -285,17 +328,17 @@ def plan_runs(
     ckpt_kinds: Sequence[str] = ("max", "latest"),
     modes: Sequence[str] = MODES,
     options: EvalOptions = EvalOptions(),
-    eval_command: Optional[Sequence[str]] = None,
+    job_type: Optional[type] = None,
     force: bool = False,
 ) -> Plan:
-    """Every task x train_<seed> x checkpoint kind x mode run (eval_command replaces the eval script)."""
+    """Every task x train_<seed> x checkpoint kind x mode run (job_type: EvalJob or a stand-in)."""
     from diffusion_policy.activation_utils.schedule_files import optimal_steps_dir, schedule_path
 
     bad = [m for m in modes if m not in MODES] + [k for k in ckpt_kinds if k not in CKPT_KINDS]
     if bad:
         raise ValueError(f"unknown mode/kind {', '.join(bad)}; modes: {', '.join(MODES)}; "
                          f"kinds: {', '.join(CKPT_KINDS)}")
-    command = list(eval_command) if eval_command else default_eval_command()
+    job_type = job_type or EvalJob
     cwd = str(Path.cwd())
     plan = Plan()
     for spec in select_tasks(checkpoint_root, group, tasks):
@@ -313,9 +356,13 @@ def plan_runs(
             for kind, checkpoint in kinds.items():
                 for mode in task_modes:
                     out = Path(results_dir) / spec.name / f"train_{seed}" / kind / mode
+                    cache = dataclasses.replace(options.cache, mode=mode,
+                                                optimal_steps_dir=str(schedule_dir) if mode == "optimal" else None)
+                    job = job_type(str(checkpoint), str(out), cache, options.settings, device,
+                                   options.num_inference_steps, options.trust_checkpoint)
                     run = PlannedRun(
                         name=f"{spec.name}/train_{seed}/{kind}/{mode}",
-                        command=tuple(command + eval_arguments(checkpoint, out, mode, schedule_dir, device, options)),
+                        job=job,
                         output_dir=str(out),
                         log_path=str(out / "run.log"),
                         expected=tuple(str(out / f) for f in EVAL_OUTPUTS),
@@ -335,12 +382,10 @@ def plan_schedules(
     metrics: Sequence[str] = ("cosine", "l1", "mse"),
     force_recompute: bool = False,
     trust_checkpoint: bool = False,
-    schedule_command: Optional[Sequence[str]] = None,
 ) -> Plan:
     """One get_optimal_cache_update_steps.py run per task, on train_0's max checkpoint."""
     from diffusion_policy.activation_utils.schedule_files import bubbling_union_path, schedule_path
 
-    command = list(schedule_command) if schedule_command else [sys.executable, "-m", "diffusion_policy.cli.schedules"]
     plan = Plan()
     for spec in select_tasks(checkpoint_root, group, tasks):
         found, missing = find_checkpoints(checkpoint_root, spec, seeds=(0,), ckpt_kinds=("max",))
@@ -348,12 +393,11 @@ def plan_schedules(
         if 0 not in found:
             continue
         out = Path(assets_dir) / spec.name
-        args = ["-c", str(found[0]["max"]), "-o", str(out), "-d", device,
-                "--num_caches", ",".join(map(str, num_caches)), "--metric", ",".join(metrics)]
-        args += ["--force_recompute"] * force_recompute + ["--trust_checkpoint"] * trust_checkpoint
+        job = ScheduleJob(str(found[0]["max"]), str(out), device, tuple(num_caches), tuple(metrics),
+                          force_recompute, trust_checkpoint)
         expected = [bubbling_union_path(out, m) for m in metrics]
         expected += [schedule_path(out, m, k) for m in metrics for k in num_caches]
-        run = PlannedRun(name=spec.name, command=tuple(command + args), output_dir=str(out),
+        run = PlannedRun(name=spec.name, job=job, output_dir=str(out),
                          log_path=str(out / "get_optimal_steps.log"), expected=tuple(map(str, expected)),
                          cwd=str(Path.cwd()))
         (plan.done if not force_recompute and is_complete(run) else plan.runs).append(run)
@@ -363,19 +407,48 @@ def plan_schedules(
 # ---------------------------------------------------------------- execution
 
 
+def _run_job_in_child(job, log_path: str, cwd: str) -> None:
+    """Child process: the job's library call, its stdout, stderr and logging into log_path."""
+    import traceback
+
+    os.chdir(cwd)
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the process's own streams)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    from diffusion_policy.common.checkpoint import CheckpointError
+    from diffusion_policy.common.console import setup_console_logging
+
+    setup_console_logging()
+    try:
+        job.run()
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
+    sys.exit(0)
+
+
 def execute_run(run: PlannedRun) -> RunOutcome:
-    """Run one planned command, its stdout and stderr into run.log_path; check its outputs."""
+    """Run one planned job in a fresh child process (its own torch threads, envs and crashes), its
+    output into run.log_path; check its outputs."""
     Path(run.cwd, run.output_dir).mkdir(parents=True, exist_ok=True)
     log_path = Path(run.cwd, run.log_path)
     start = time.monotonic()
     error = ""
-    with open(log_path, "w") as log:
-        log.write(f"$ {shlex.join(run.command)}\n")
-        log.flush()
-        try:
-            returncode = subprocess.run(run.command, cwd=run.cwd, stdout=log, stderr=subprocess.STDOUT).returncode
-        except OSError as err:
-            returncode, error = 127, f"could not start {run.command[0]}: {err}"
+    log_path.write_text(f"$ {shlex.join(run.command)}\n")
+    # Imported, not taken from this function's globals: on Ray this function may arrive pickled by
+    # value, and the child process needs the target by its module path.
+    from diffusion_policy.cli.suite import _run_job_in_child
+
+    child = multiprocessing.get_context("spawn").Process(target=_run_job_in_child,
+                                                         args=(run.job, str(log_path), run.cwd))
+    child.start()
+    child.join()
+    returncode = child.exitcode if child.exitcode is not None else -1
     if returncode == 0 and not is_complete(run):
         returncode, error = 1, "exited 0 but did not write " + ", ".join(Path(p).name for p in run.expected)
     if error:
@@ -394,7 +467,7 @@ def _outcome_line(index: int, total: int, outcome: RunOutcome) -> str:
 
 def _run_local(runs: Sequence[PlannedRun], jobs: int, runner: Runner, report) -> list[RunOutcome]:
     outcomes = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each run is a subprocess
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each run: a child process
         futures = {pool.submit(runner, run): run for run in runs}
         try:
             for future in concurrent.futures.as_completed(futures):
@@ -510,7 +583,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assets_dir", default="assets", help="schedules live in <assets_dir>/<task>/")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (local backend)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
-                        help="local: subprocesses here, --jobs at a time; ray: one Ray task per run")
+                        help="local: child processes here, --jobs at a time; ray: one Ray task per run")
     parser.add_argument("--cpus_per_run", type=float, default=1, help="Ray CPUs per run")
     parser.add_argument("--ray_address", default=None, help="Ray cluster (default: RAY_ADDRESS, else a local one)")
     parser.add_argument("--trust_checkpoint", action="store_true",

@@ -18,6 +18,7 @@ from diffusion_policy.model.common.normalizer import LinearNormalizer
 from diffusion_policy.model.diffusion.mask_generator import LowdimMaskGenerator
 from diffusion_policy.model.diffusion.transformer_for_diffusion import TransformerForDiffusion
 from diffusion_policy.policy.denoising import DenoisingState
+from diffusion_policy.policy.fused_step import FusedStep
 
 
 class DiffusionTransformerPolicy(ModuleAttrMixin):
@@ -96,6 +97,9 @@ class DiffusionTransformerPolicy(ModuleAttrMixin):
             condition_data.shape, dtype=condition_data.dtype, device=condition_data.device, generator=generator
         )
         scheduler.set_timesteps(self.num_inference_steps)
+        # The scheduler's update as a few tensor ops (fused_step.py), for every cache mode alike;
+        # None for a configuration it does not reproduce: then scheduler.step.
+        fused_step = FusedStep.for_scheduler(scheduler, self.kwargs)
         inpaint = bool(condition_mask.any())  # False whenever obs condition the transformer
         with self.denoising.run(scheduler.timesteps):
             for i, t in enumerate(scheduler.timesteps):
@@ -103,7 +107,11 @@ class DiffusionTransformerPolicy(ModuleAttrMixin):
                 if inpaint:
                     trajectory[condition_mask] = condition_data[condition_mask]
                 model_output = self.model(trajectory, t, cond)
-                trajectory = scheduler.step(model_output, t, trajectory, generator=generator, **self.kwargs).prev_sample
+                if fused_step is not None:
+                    trajectory = fused_step(i, model_output, trajectory, generator)
+                else:
+                    trajectory = scheduler.step(model_output, t, trajectory, generator=generator,
+                                                **self.kwargs).prev_sample
         if inpaint:
             trajectory[condition_mask] = condition_data[condition_mask]
         return trajectory
