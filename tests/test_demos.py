@@ -76,6 +76,29 @@ def test_rotation_helpers_round_trip():
         np.testing.assert_allclose(matrix_to_rotvec(quat_xyzw_to_matrix(quat)), axis * angle, atol=1e-6)
 
 
+# ----- Can -----
+@pytest.fixture(scope="module")
+def can_recorder():
+    from diffusion_policy.demos.can_expert import CAN_LOWDIM_SHAPES
+
+    recorder = RobosuiteRecorder(robomimic_env_meta("can"), CAN_LOWDIM_SHAPES)
+    recorder.reset(0)
+    yield recorder
+    recorder.close()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_can_expert_succeeds(can_recorder, seed):
+    from diffusion_policy.demos.can_expert import CanExpert, can_goal
+    from diffusion_policy.demos.robomimic_recording import collect_robosuite_episode
+
+    episode = collect_robosuite_episode(can_recorder, CanExpert(can_goal(can_recorder)), seed, max_steps=400)
+    assert episode is not None  # the can ended up in its quadrant of bin 2, the gripper away from it
+    assert episode["rewards"][-1] == 1.0 and episode["dones"][-1] == 1
+    assert 50 < len(episode["actions"]) < 400 and np.all(np.abs(episode["actions"]) <= 1.0)
+    assert episode["obs"]["object"].shape == (len(episode["actions"]), 14)
+
+
 # ----- Lift -----
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_lift_expert_succeeds(lift_recorder, seed):

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--images",
         action="store_true",
-        help="also record camera images (lift: 84x84 agentview + eye-in-hand; pusht: 96x96 img)",
+        help="also record camera images (lift, can: 84x84 agentview + eye-in-hand; pusht: 96x96 img)",
     )
     p.add_argument(
         "--max_attempts",
@@ -36,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_steps",
         type=int,
         default=None,
-        help="episode step limit (default: lift 200, pusht 300, block_pushing 350)",
+        help="episode step limit (default: lift 200, can 400, pusht 300, block_pushing 350)",
     )
-    p.add_argument("--val_ratio", type=float, default=0.1, help="robomimic mask/valid share (lift only)")
+    p.add_argument("--val_ratio", type=float, default=0.1, help="robomimic mask/valid share (lift and can only)")
     p.add_argument("--dataset", dest="output", default=None,
                    help="the dataset to write, an hdf5 file or a zarr folder (default: where the task config reads it)")
     p.add_argument("-o", "--output", dest="output", help=argparse.SUPPRESS)  # the old spelling of --dataset
@@ -55,7 +55,7 @@ def main(argv=None) -> float:
     output = args.output
     if output is None:
         output = DEFAULT_OUTPUTS[args.task]
-        if args.task == "lift" and args.images:
+        if args.task in ("lift", "can") and args.images:
             output = os.path.join(os.path.dirname(output), "image.hdf5")
     if os.path.exists(output) and not args.overwrite:
         sys.exit(f"error: {output} already exists; pass --overwrite to replace it or choose another -o")

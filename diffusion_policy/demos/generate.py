@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-TASKS = ("lift", "pusht", "block_pushing")
+TASKS = ("lift", "can", "pusht", "block_pushing")
 # where the task configs read each dataset (lift with --images: image.hdf5)
 DEFAULT_OUTPUTS = {
     "lift": "data/robomimic/datasets/lift/ph/low_dim.hdf5",
+    "can": "data/robomimic/datasets/can/ph/low_dim.hdf5",
     "pusht": "data/pusht/pusht_cchi_v7_replay.zarr",
     "block_pushing": "data/block_pushing/multimodal_push_seed.zarr",
 }
-DEFAULT_MAX_STEPS = {"lift": 200, "pusht": 300, "block_pushing": 350}
+DEFAULT_MAX_STEPS = {"lift": 200, "can": 400, "pusht": 300, "block_pushing": 350}
 
 
 @dataclass
@@ -106,6 +107,22 @@ def _lift_source(images: bool, max_steps: int):
     return (lambda s: collect_lift_episode(recorder, expert, s, max_steps)), recorder.close, env_meta
 
 
+def _can_source(images: bool, max_steps: int):
+    """(run_episode, writer, env_meta) for robosuite PickPlaceCan (robomimic's Can)."""
+    from diffusion_policy.demos.can_expert import CAN_LOWDIM_SHAPES, CanExpert, can_goal
+    from diffusion_policy.demos.robomimic_recording import RobosuiteRecorder, collect_robosuite_episode, robomimic_env_meta
+    from diffusion_policy.env.robomimic.env_meta import TASK_CAMERAS
+
+    env_meta = robomimic_env_meta("can", images=images)
+    camera_names, side = TASK_CAMERAS["can"]
+    recorder = RobosuiteRecorder(
+        env_meta, CAN_LOWDIM_SHAPES, camera_names=camera_names if images else (), image_side=side
+    )
+    recorder.reset(0)  # builds the scene, whose bin placements give the goal
+    expert = CanExpert(can_goal(recorder))
+    return (lambda s: collect_robosuite_episode(recorder, expert, s, max_steps)), recorder.close, env_meta
+
+
 def _pusht_source(images: bool, max_steps: int):
     from diffusion_policy.demos.pusht_expert import PushTExpert, collect_pusht_episode
     from diffusion_policy.env.pusht.pusht_image_env import PushTImageEnv
@@ -127,7 +144,7 @@ def _block_pushing_source(images: bool, max_steps: int):
     return (lambda s: collect_block_push_episode(env, expert, s, max_steps)), env.close, None
 
 
-SOURCES = {"lift": _lift_source, "pusht": _pusht_source, "block_pushing": _block_pushing_source}
+SOURCES = {"lift": _lift_source, "can": _can_source, "pusht": _pusht_source, "block_pushing": _block_pushing_source}
 
 
 def generate_demos(
@@ -141,7 +158,7 @@ def generate_demos(
     val_ratio: float = 0.1,
 ) -> CollectionStats:
     """Collect `num_episodes` successful expert episodes of `task` and write them to `output` in the
-    format of the original dataset (robomimic hdf5 for lift, replay zarr for pusht/block_pushing)."""
+    format of the original dataset (robomimic hdf5 for lift/can, replay zarr for pusht/block_pushing)."""
     from diffusion_policy.demos.writers import write_replay_zarr, write_robomimic_hdf5
 
     if task not in SOURCES:
@@ -161,7 +178,7 @@ def generate_demos(
             f"the {task} expert succeeded in none of {stats.attempts} attempts; nothing written to {output}"
         )
     metadata = stats.metadata(task, seed)
-    if task == "lift":
+    if task in ("lift", "can"):
         metadata["episode_seeds"] = np.asarray(metadata["episode_seeds"], dtype=np.int64)
         write_robomimic_hdf5(output, episodes, env_meta, metadata, val_ratio=val_ratio, seed=seed)
     else:

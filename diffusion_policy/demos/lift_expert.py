@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from diffusion_policy.demos.expert import ScriptedExpert
+from diffusion_policy.demos.robomimic_recording import collect_robosuite_episode
 
 OSC_MAX_POS_DELTA = 0.05  # m per step at action 1 (robosuite's OSC_POSE output_max)
 OSC_MAX_ROT_DELTA = 0.5  # rad per step at action 1
@@ -167,37 +168,5 @@ class LiftExpert(ScriptedExpert):
         return target, GRIPPER_CLOSED
 
 
-def collect_lift_episode(recorder, expert: LiftExpert, seed: int, max_steps: int = 200) -> dict | None:
-    """One expert episode from the scene of `seed`; None unless the cube gets lifted.
-
-    The episode ends a few steps (drawn per episode) after the cube first counts as lifted, as the
-    robomimic demonstrations end shortly after success. Returns robomimic's per-demo arrays:
-    obs {key: (T, ...)}, actions (T, 7), states (T, S) (state before each action), rewards (T,),
-    dones (T,), and model_file (the scene's MJCF).
-    """
-    expert.reset(np.random.default_rng(seed))  # the episode depends on `seed` alone
-    hold_steps = int(expert.rng.integers(3, 10))
-    obs = recorder.reset(seed)
-    model_file = recorder.model_xml()
-    observations, actions, states, rewards = [], [], [], []
-    success_steps = 0
-    for _ in range(max_steps):
-        action = expert.act(obs)
-        observations.append(obs)
-        states.append(recorder.get_state())
-        actions.append(action)
-        obs, reward, success = recorder.step(action)
-        rewards.append(reward)
-        success_steps = success_steps + 1 if success else 0
-        if success_steps >= hold_steps:
-            dones = np.zeros(len(actions), dtype=np.int64)
-            dones[-1] = 1
-            return {
-                "obs": {key: np.stack([o[key] for o in observations]) for key in observations[0]},
-                "actions": np.stack(actions).astype(np.float64),
-                "states": np.stack(states),
-                "rewards": np.asarray(rewards, dtype=np.float64),
-                "dones": dones,
-                "model_file": model_file,
-            }
-    return None
+# The episode loop is the same for every robosuite task (kept under its first name for old recipes).
+collect_lift_episode = collect_robosuite_episode

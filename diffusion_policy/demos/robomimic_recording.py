@@ -116,3 +116,38 @@ class RobosuiteRecorder:
 
     def close(self) -> None:
         self.env.close()
+
+
+def collect_robosuite_episode(recorder, expert, seed: int, max_steps: int = 200) -> dict | None:
+    """One scripted-expert episode of a robosuite task from the scene of `seed`; None unless the task
+    succeeds. The episode ends a few steps (drawn per episode) after the first success, as the
+    robomimic demonstrations end shortly after success. Returns robomimic's per-demo arrays:
+    obs {key: (T, ...)}, actions (T, 7), states (T, S) (state before each action), rewards (T,),
+    dones (T,), and model_file (the scene's MJCF).
+    """
+    expert.reset(np.random.default_rng(seed))  # the episode depends on `seed` alone
+    hold_steps = int(expert.rng.integers(3, 10))
+    obs = recorder.reset(seed)
+    model_file = recorder.model_xml()
+    observations, actions, states, rewards = [], [], [], []
+    success_steps = 0
+    for _ in range(max_steps):
+        action = expert.act(obs)
+        observations.append(obs)
+        states.append(recorder.get_state())
+        actions.append(action)
+        obs, reward, success = recorder.step(action)
+        rewards.append(reward)
+        success_steps = success_steps + 1 if success else 0
+        if success_steps >= hold_steps:
+            dones = np.zeros(len(actions), dtype=np.int64)
+            dones[-1] = 1
+            return {
+                "obs": {key: np.stack([o[key] for o in observations]) for key in observations[0]},
+                "actions": np.stack(actions).astype(np.float64),
+                "states": np.stack(states),
+                "rewards": np.asarray(rewards, dtype=np.float64),
+                "dones": dones,
+                "model_file": model_file,
+            }
+    return None
