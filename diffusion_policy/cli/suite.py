@@ -557,27 +557,13 @@ def aggregate(results_dir="results", plots: bool = True) -> list[dict]:
 # ---------------------------------------------------------------- command line
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    return values
-
-
-def _name_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_device_flags(parser)
     only = parser.add_mutually_exclusive_group()
     for group in ("ph", "mh", "lowdim"):
         only.add_argument(f"--{group}_only", dest="group", action="store_const", const=group,
                           help=f"only the {group} tasks")
-    parser.add_argument("--task", type=_name_list, default=[], help="task name(s), e.g. can_ph or can_ph,kitchen")
+    parser.add_argument("--task", type=flags.name_list, default=[], help="task name(s), e.g. can_ph or can_ph,kitchen")
     parser.add_argument("--checkpoint_root", default="checkpoint",
                         help="where the checkpoints are (the layouts in this file's docstring)")
     parser.add_argument("--assets_dir", default="assets", help="schedules live in <assets_dir>/<task>/")
@@ -609,8 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--results_dir", default="results", help="results/<task>/train_<i>/<kind>/<mode>/ go here")
     flags.add_cache_mode_flag(bench)
     bench.set_defaults(cache_mode=list(MODES))  # the suite compares every mode
-    bench.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="training seeds (train_<i>)")
-    bench.add_argument("--ckpt_kinds", type=_name_list, default=["max", "latest"],
+    bench.add_argument("--seeds", type=flags.int_list, default=[0, 1, 2], help="training seeds (train_<i>)")
+    bench.add_argument("--ckpt_kinds", type=flags.name_list, default=["max", "latest"],
                        help="max, latest and/or epochs (every epoch=*-test_mean_score=*.ckpt)")
     flags.add_video_flag(bench)
     flags.add_cache_threshold_flag(bench)

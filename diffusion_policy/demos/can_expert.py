@@ -14,12 +14,9 @@ from diffusion_policy.demos.expert import ScriptedExpert
 from diffusion_policy.demos.lift_expert import (
     GRIPPER_CLOSED,
     GRIPPER_OPEN,
-    OSC_MAX_POS_DELTA,
-    OSC_MAX_ROT_DELTA,
     gripper_yaw,
-    matrix_to_rotvec,
     quat_xyzw_to_matrix,
-    top_down_gripper_matrix,
+    servo_action,
 )
 
 
@@ -87,15 +84,8 @@ class CanExpert(ScriptedExpert):
         if self.yaw is None:
             self.yaw = gripper_yaw(eef_rot)
         target_pos, gripper = self._phase_target(can_pos, eef_pos)
-        pos_action = self.style.pos_gain * (target_pos - eef_pos) / OSC_MAX_POS_DELTA
-        speed = np.linalg.norm(pos_action)
-        if speed > self.style.max_speed:
-            pos_action *= self.style.max_speed / speed
-        rot_error = matrix_to_rotvec(top_down_gripper_matrix(self.yaw) @ eef_rot.T)
-        rot_action = self.style.rot_gain * rot_error / OSC_MAX_ROT_DELTA
-        motion = np.concatenate([pos_action, rot_action]) + self.rng.normal(0.0, self.style.action_noise, size=6)
         self.phase_steps += 1
-        return np.concatenate([np.clip(motion, -1.0, 1.0), [gripper]]).astype(np.float32)
+        return servo_action(target_pos, self.yaw, gripper, eef_pos, eef_rot, self.style, self.rng)
 
     def _next_phase(self, phase: str) -> None:
         self.phase = phase

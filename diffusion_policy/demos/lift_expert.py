@@ -64,6 +64,21 @@ def gripper_yaw(rot: np.ndarray) -> float:
     return float(np.arctan2(rot[1, 0], rot[0, 0]))
 
 
+def servo_action(target_pos: np.ndarray, yaw: float, gripper: float, eef_pos: np.ndarray, eef_rot: np.ndarray,
+                 style, rng: np.random.Generator) -> np.ndarray:
+    """(7,) OSC_POSE delta action driving the eef to `target_pos`, pointing down at `yaw`: a
+    P-controller with the style's gains (pos_gain, rot_gain), speed cap (max_speed) and Gaussian
+    action noise (action_noise), clipped to [-1, 1]; `gripper` last."""
+    pos_action = style.pos_gain * (target_pos - eef_pos) / OSC_MAX_POS_DELTA
+    speed = np.linalg.norm(pos_action)
+    if speed > style.max_speed:
+        pos_action *= style.max_speed / speed
+    rot_error = matrix_to_rotvec(top_down_gripper_matrix(yaw) @ eef_rot.T)  # world frame
+    rot_action = style.rot_gain * rot_error / OSC_MAX_ROT_DELTA
+    motion = np.concatenate([pos_action, rot_action]) + rng.normal(0.0, style.action_noise, size=6)
+    return np.concatenate([np.clip(motion, -1.0, 1.0), [gripper]]).astype(np.float32)
+
+
 @dataclass
 class LiftEpisodeStyle:
     """Per-episode variation of the scripted motion."""
@@ -119,17 +134,8 @@ class LiftExpert(ScriptedExpert):
 
         target_pos, gripper = self._phase_target(cube_pos, cube_rot, eef_pos, eef_rot)
         yaw = self.grasp_yaw if self.grasp_yaw is not None else self._aligned_yaw(cube_rot, eef_rot)
-
-        pos_action = self.style.pos_gain * (target_pos - eef_pos) / OSC_MAX_POS_DELTA
-        speed = np.linalg.norm(pos_action)
-        if speed > self.style.max_speed:
-            pos_action *= self.style.max_speed / speed
-        rot_error = matrix_to_rotvec(top_down_gripper_matrix(yaw) @ eef_rot.T)  # world frame
-        rot_action = self.style.rot_gain * rot_error / OSC_MAX_ROT_DELTA
-        motion = np.concatenate([pos_action, rot_action])
-        motion += self.rng.normal(0.0, self.style.action_noise, size=6)
         self.phase_steps += 1
-        return np.concatenate([np.clip(motion, -1.0, 1.0), [gripper]]).astype(np.float32)
+        return servo_action(target_pos, yaw, gripper, eef_pos, eef_rot, self.style, self.rng)
 
     def _aligned_yaw(self, cube_rot: np.ndarray, eef_rot: np.ndarray) -> float:
         """Gripper yaw that puts the fingers across a pair of cube faces, closest to the current yaw.
