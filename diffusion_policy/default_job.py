@@ -42,15 +42,18 @@ class JobSettings:
     num_inference_steps: int | None = None  # denoising steps (None: the checkpoint's)
     threads: int | None = None  # torch threads; None: common.threads.default_threads
     force_recompute: bool = False  # recompute the schedules even when they are there for this model
+    compile: bool = False  # torch.compile the denoising step of every mode (acceleration/compile.py)
+    compile_mode: str = "auto"
 
 
 def job_configs(settings: JobSettings) -> dict[str, CacheConfig]:
     steps_dir = str(Path(settings.assets_dir) / "optimal_steps" / settings.metric)
+    compiled = dict(compile=settings.compile, compile_mode=settings.compile_mode)
     return {
-        "original": CacheConfig("original"),
-        "threshold": CacheConfig("threshold", cache_threshold=settings.cache_threshold),
+        "original": CacheConfig("original", **compiled),
+        "threshold": CacheConfig("threshold", cache_threshold=settings.cache_threshold, **compiled),
         "optimal": CacheConfig("optimal", optimal_steps_dir=steps_dir, metric=settings.metric,
-                               num_caches=settings.num_caches, num_bu_blocks=settings.num_bu_blocks),
+                               num_caches=settings.num_caches, num_bu_blocks=settings.num_bu_blocks, **compiled),
     }
 
 

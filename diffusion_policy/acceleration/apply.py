@@ -13,6 +13,7 @@ from diffusion_policy.acceleration.hooks import (
     ModelHook,
     ObsKeyValueHook,
     RunConstantHook,
+    StepPlanHook,
     TimeTokenTableHook,
     decoder_blocks,
     remove_hooks,
@@ -63,34 +64,32 @@ def update_steps_for(policy, config: CacheConfig) -> dict[str, list[int]]:
 def apply_cache(policy, config: CacheConfig) -> AppliedCache | None:
     """Make `policy` reuse block outputs as `config` says; replaces any cache applied before.
 
-    'original' leaves the policy unmodified. Other modes register a hook named 'bac_cache' on every
-    decoder block (and, fused, on the decoder) and, unless `config.reuse_condition` is False, the
-    lossless hooks on the time token, the obs tokens and each layer's memory keys/values.
+    'original' leaves the policy unmodified (unless `config.compile`). Other modes register a hook named
+    'bac_cache' on every decoder block (and, fused, on the decoder) and, unless `config.reuse_condition`
+    is False, the lossless hooks on the time token, the obs tokens and each layer's memory keys/values.
+    With `config.compile`, compile hooks ('bac_compile', innermost) go on the per-step calls too.
     """
     remove_cache(policy)
-    if config.mode == "original":
+    if config.mode == "original" and not config.compile:
         return None
-    steps = update_steps_for(policy, config)
     num_steps = policy.num_inference_steps
     state = policy.denoising
-    blocks = decoder_blocks(policy.model)
-    block_hooks = {}
-    for name, block in blocks.items():
-        updates = set(steps[name])
-        if 0 not in updates:
-            raise ValueError(f"{name}: the first denoising step must be an update step, got {steps[name]}")
-        hook = BlockCacheHook(state, [s in updates for s in range(num_steps)])
-        block_hooks[name] = HookRegistry.of(block).register(CACHE_HOOK, hook)
-    stateful: list[ModelHook] = list(block_hooks.values())
-    model = policy.model
-    if config.fuse_cached_blocks:
-        plan = DecoderPlanHook(state, list(blocks.values()), list(block_hooks.values()))
-        stateful.append(HookRegistry.of(model.decoder).register(CACHE_HOOK, plan))
-    if config.reuse_condition and model.obs_as_cond and model.n_cond_layers == 0:
-        stateful.append(HookRegistry.of(model.time_token).register(CACHE_HOOK, TimeTokenTableHook(state)))
-        stateful.append(HookRegistry.of(model.obs_tokens).register(CACHE_HOOK, RunConstantHook(state)))
-        for layer in model.decoder.layers:
-            stateful.append(HookRegistry.of(layer.memory_kv).register(CACHE_HOOK, ObsKeyValueHook(state)))
+    stateful: list[ModelHook] = []
+    block_hooks: dict[str, BlockCacheHook] = {}
+    step_fns = {}  # StepPlanHook's compiled step functions (none: its eager ones)
+    compile_mode, compiling = None, False
+    if config.compile:
+        from diffusion_policy.acceleration.compile import resolve_mode, step_functions
+
+        compile_mode, compiling = resolve_mode(policy, config.compile_mode)
+        if compiling and config.mode != "original":
+            step_fns = dict(zip(("reuse_fn", "full_fn"), step_functions(compile_mode)))
+    if config.mode != "original":
+        block_hooks = _apply_block_caches(policy, config, stateful, step_fns)
+    if compiling:
+        from diffusion_policy.acceleration.compile import apply_compile
+
+        stateful += apply_compile(policy, compile_mode, whole_forward=config.mode == "original")
 
     def on_run_start(run) -> None:
         if run.num_steps != num_steps:
@@ -105,6 +104,35 @@ def apply_cache(policy, config: CacheConfig) -> AppliedCache | None:
     return applied
 
 
+def _apply_block_caches(policy, config: CacheConfig, stateful: list[ModelHook],
+                        step_fns: dict) -> dict[str, BlockCacheHook]:
+    """The cache hooks of a caching mode; appends the hooks with per-run state to `stateful`."""
+    steps = update_steps_for(policy, config)
+    num_steps = policy.num_inference_steps
+    state = policy.denoising
+    blocks = decoder_blocks(policy.model)
+    block_hooks = {}
+    for name, block in blocks.items():
+        updates = set(steps[name])
+        if 0 not in updates:
+            raise ValueError(f"{name}: the first denoising step must be an update step, got {steps[name]}")
+        hook = BlockCacheHook(state, [s in updates for s in range(num_steps)])
+        block_hooks[name] = HookRegistry.of(block).register(CACHE_HOOK, hook)
+    stateful += block_hooks.values()
+    model = policy.model
+    if config.fuse_cached_blocks:
+        plan = DecoderPlanHook(state, list(blocks.values()), list(block_hooks.values()))
+        stateful.append(HookRegistry.of(model.decoder).register(CACHE_HOOK, plan))
+        # whole steps: all-reuse ones skip the condition and the decoder; compiled, all-compute ones too
+        HookRegistry.of(model).register(CACHE_HOOK, StepPlanHook(state, plan, **step_fns))
+    if config.reuse_condition and model.obs_as_cond and model.n_cond_layers == 0:
+        stateful.append(HookRegistry.of(model.time_token).register(CACHE_HOOK, TimeTokenTableHook(state)))
+        stateful.append(HookRegistry.of(model.obs_tokens).register(CACHE_HOOK, RunConstantHook(state)))
+        for layer in model.decoder.layers:
+            stateful.append(HookRegistry.of(layer.memory_kv).register(CACHE_HOOK, ObsKeyValueHook(state)))
+    return block_hooks
+
+
 def applied_cache(policy) -> AppliedCache | None:
     return policy.__dict__.get(APPLIED_ATTR)
 
@@ -115,6 +143,10 @@ def remove_cache(policy) -> None:
     if applied is not None:
         policy.denoising.remove_run_listener(applied.on_run_start)
         remove_hooks(policy.model, CACHE_HOOK)
+        if applied.config.compile:
+            from diffusion_policy.acceleration.compile import remove_compile
+
+            remove_compile(policy)
 
 
 def cache_report(policy) -> dict:
@@ -122,5 +154,7 @@ def cache_report(policy) -> dict:
     applied = applied_cache(policy)
     if applied is None:
         return {"mode": "original"}
+    if not applied.block_hooks:
+        return applied.config.describe()
     computed = {name: hook.num_computed for name, hook in applied.block_hooks.items()}
     return {**applied.config.describe(), "block_evaluations": computed}

@@ -8,6 +8,7 @@ after warm-up, with CUDA synchronised before the clock stops.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ class ModeResult:
     flops: int = 0
     block_evaluations: int = 0  # decoder block evaluations per predict_action (all blocks)
     action_rel_error: float = 0.0  # ||a - a_original|| / ||a_original|| on action_pred, same noise
+    first_call_s: float = 0.0  # the first predict_action (a compiled mode compiles in it)
+
+    @property
+    def compile_s(self) -> float:
+        """Compilation time: the first call minus a steady-state call (0 for an eager mode)."""
+        return max(self.first_call_s - self.median_s, 0.0) if "compile" in self.config else 0.0
 
     @property
     def median_s(self) -> float:
@@ -75,6 +82,13 @@ def with_torch_decoder(policy):
     return reference
 
 
+def _eager_twin(policy, config: CacheConfig):
+    """A copy of `policy` with `config` applied eagerly (FLOPs are counted by dispatch, not in graphs)."""
+    twin = copy.deepcopy(policy)
+    apply_cache(twin, dataclasses.replace(config, compile=False))
+    return twin
+
+
 def _generator(policy, seed: int) -> torch.Generator:
     return torch.Generator(device=policy.device).manual_seed(seed)
 
@@ -95,6 +109,8 @@ def compare_modes(
     """
     if not any(c.mode == "original" for c in configs.values()):
         raise ValueError("compare_modes needs an 'original' config as the baseline")
+    if not any(c.mode == "original" and not c.compile for c in configs.values()):
+        raise ValueError("compare_modes needs an eager 'original' config: the baseline of every speedup")
     policies, results = {}, {}
     for label, config in configs.items():
         mode_policy = copy.deepcopy(policy)
@@ -108,11 +124,13 @@ def compare_modes(
         configs = {**configs, label: CacheConfig("original")}
 
     # Action error under the same noise, FLOPs and block evaluations of one call.
-    reference_label = next(label for label, c in configs.items() if c.mode == "original")
+    reference_label = next(label for label, c in configs.items() if c.mode == "original" and not c.compile)
     actions = {}
     for label, mode_policy in policies.items():
-        actions[label] = timed_predict_action(mode_policy, obs, _generator(mode_policy, seed))[0]["action_pred"]
-        results[label].flops = count_flops(mode_policy, obs)
+        out, results[label].first_call_s = timed_predict_action(mode_policy, obs, _generator(mode_policy, seed))
+        actions[label] = out["action_pred"]
+        results[label].flops = count_flops(_eager_twin(policy, configs[label]) if configs[label].compile else mode_policy,
+                                           obs)  # a compiled mode executes the same operations
         steps = update_steps_for(policy, configs[label])  # the reference row counts as original
         results[label].block_evaluations = sum(len(s) for s in steps.values())
     reference = actions[reference_label]
@@ -129,7 +147,7 @@ def compare_modes(
 
 def summarize(results: dict[str, ModeResult], n_action_steps: int) -> list[dict]:
     """Rows with latency, speedup vs the original in the same run, FLOPs ratio, Hz, action error."""
-    baseline = next(r for r in results.values() if r.config["mode"] == "original")
+    baseline = next(r for r in results.values() if r.config["mode"] == "original" and "compile" not in r.config)
     rows = []
     for r in results.values():
         rows.append({
@@ -144,5 +162,6 @@ def summarize(results: dict[str, ModeResult], n_action_steps: int) -> list[dict]
             "action_hz": n_action_steps / r.median_s,
             "action_rel_error": r.action_rel_error,
             "n_repeats": len(r.latencies_s),
+            "compile_s": r.compile_s,
         })
     return rows

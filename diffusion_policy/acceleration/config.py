@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 CACHE_MODES = ("original", "threshold", "optimal")
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -27,6 +28,10 @@ class CacheConfig:
                        blocks as one precomputed sum (float rounding only); off for bit-exact replay.
     allow_foreign_schedule: use an 'optimal' schedule computed for other weights than the policy's
                        (refused by default: its update steps were chosen for another model).
+    compile:           torch.compile the per-step work (acceleration/compile.py), in every mode,
+                       'original' included; a bounded set of graphs whatever the schedule.
+    compile_mode:      'auto' (reduce-overhead = CUDA graphs on CUDA, inductor's default on CPU) or a
+                       torch.compile mode ('default', 'reduce-overhead', 'max-autotune').
     """
 
     mode: str = "original"
@@ -38,8 +43,12 @@ class CacheConfig:
     reuse_condition: bool = True
     fuse_cached_blocks: bool = True
     allow_foreign_schedule: bool = False
+    compile: bool = False
+    compile_mode: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {self.compile_mode!r}; choose one of {', '.join(COMPILE_MODES)}")
         if self.mode not in CACHE_MODES:
             raise ValueError(f"unknown cache mode {self.mode!r}; choose one of {', '.join(CACHE_MODES)}")
         if self.mode == "threshold" and int(self.cache_threshold) < 1:
@@ -55,8 +64,12 @@ class CacheConfig:
     def describe(self) -> dict:
         """The parameters that matter for this mode (for result files and dataset metadata)."""
         if self.mode == "threshold":
-            return {"mode": self.mode, "cache_threshold": self.cache_threshold}
-        if self.mode == "optimal":
-            return {"mode": self.mode, "metric": self.metric, "num_caches": self.num_caches,
-                    "num_bu_blocks": self.num_bu_blocks, "optimal_steps_dir": str(self.optimal_steps_dir)}
-        return {"mode": self.mode}
+            described = {"mode": self.mode, "cache_threshold": self.cache_threshold}
+        elif self.mode == "optimal":
+            described = {"mode": self.mode, "metric": self.metric, "num_caches": self.num_caches,
+                         "num_bu_blocks": self.num_bu_blocks, "optimal_steps_dir": str(self.optimal_steps_dir)}
+        else:
+            described = {"mode": self.mode}
+        if self.compile:  # the computation is the same up to float rounding: recorded, not a new mode
+            described["compile"] = self.compile_mode
+        return described

@@ -120,6 +120,12 @@ class BlockCacheHook(ModelHook):
             self.num_computed += 1
         return self.cached
 
+    def store(self, output: torch.Tensor) -> None:
+        """Take `output` as this step's recomputation (a step computed outside the hook chain)."""
+        self.cached = output
+        self.version += 1
+        self.num_computed += 1
+
     def reset_state(self) -> None:
         self.cached = None
 
@@ -142,6 +148,9 @@ class DecoderPlanHook(ModelHook):
         num_steps = len(hooks[0].update)
         # plan[step]: ("compute", block index) and ("reuse", (first, last)) items, in order
         self.plan = [self._plan_step(step) for step in range(num_steps)]
+        # "reuse" (no block computes), "full" (every block does) or "partial", per step
+        computed = [sum(hook.update[step] for hook in hooks) for step in range(num_steps)]
+        self.step_kind = ["reuse" if c == 0 else "full" if c == len(hooks) else "partial" for c in computed]
         self.run_sums: dict[tuple[int, int], tuple[tuple[int, ...], torch.Tensor]] = {}
 
     def _plan_step(self, step: int) -> list[tuple[str, object]]:
@@ -172,6 +181,15 @@ class DecoderPlanHook(ModelHook):
             self.run_sums[(first, last)] = memo
         return memo[1]
 
+    def reused_sum(self) -> torch.Tensor:
+        """The sum of every block's cached output: the decoder's whole contribution on a reuse step."""
+        return self._run_sum(0, len(self.hooks) - 1)
+
+    def store_all(self, outputs) -> None:
+        """Every block's output of a step computed in one piece (execution order)."""
+        for hook, output in zip(self.hooks, outputs):
+            hook.store(output)
+
     def forward(self, module, call_next, tgt, memory, tgt_mask=None, memory_mask=None) -> torch.Tensor:
         if not self.state.active:
             return call_next(tgt, memory, tgt_mask, memory_mask)
@@ -183,6 +201,38 @@ class DecoderPlanHook(ModelHook):
             else:
                 x = x + self._run_sum(*item)
         return x
+
+
+def reuse_forward(model, sample: torch.Tensor, reused: torch.Tensor) -> torch.Tensor:
+    """The model's output on a step where every block is reused: (B, T, Da), (B, T, E) -> (B, T, Da).
+    The condition tokens only feed blocks, so they are not computed at all."""
+    return model._output_head(model._action_tokens(sample) + reused)
+
+
+class StepPlanHook(ModelHook):
+    """On the model: runs a step whose plan is all reuse without the condition encoder or the decoder
+    (`reuse_fn(model, sample, reused_sum)`), and, given `full_fn(model, sample, t, cond) -> (out, block
+    outputs)` (a compiled straight-line step), a step where every block recomputes in one call that
+    refills every cache. Other steps go the usual way (the decoder plan). Values as the decoder plan's."""
+
+    def __init__(self, state: DenoisingState, plan: DecoderPlanHook, reuse_fn: Callable = reuse_forward,
+                 full_fn: Callable | None = None):
+        self.state = state
+        self.plan = plan
+        self.reuse_fn = reuse_fn
+        self.full_fn = full_fn
+
+    def forward(self, module, call_next, sample, timestep, cond=None, **kwargs):
+        if not self.state.active or kwargs:
+            return call_next(sample, timestep, cond, **kwargs)
+        kind = self.plan.step_kind[self.state.step]
+        if kind == "reuse":
+            return self.reuse_fn(module, sample, self.plan.reused_sum())
+        if kind == "full" and self.full_fn is not None:
+            out, outputs = self.full_fn(module, sample, timestep, cond)
+            self.plan.store_all(outputs)
+            return out
+        return call_next(sample, timestep, cond)
 
 
 # ----------------------------------------------------------------------------- lossless reuse

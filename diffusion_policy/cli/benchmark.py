@@ -10,6 +10,7 @@ computed for this model first (calibrated on one observation).
 """
 
 import argparse
+import dataclasses
 import platform
 import sys
 import tempfile
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20, help="timed calls per mode (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per mode first")
     p.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (default: the model's)")
+    flags.add_compile_flags(p, help="also time every mode compiled (torch.compile; rows '<mode>+compile', "
+                                    "compile time in its own column); speedups stay over the eager uncached policy")
     p.add_argument("--no_torch_reference", action="store_true",
                    help="skip the row of the original computation (torch.nn.TransformerDecoder)")
     return p
@@ -80,6 +83,9 @@ def main(argv=None) -> int:
                     num_bu_blocks=args.num_bu_blocks)
                 for k in args.num_caches
             }
+            if args.compile:
+                configs |= {f"{label}+compile": dataclasses.replace(c, compile=True, compile_mode=args.compile_mode)
+                            for label, c in configs.items()}
             report = {"checkpoint": args.checkpoint or "random-init Push-T lowdim transformer (8x256, H16, DDPM)",
                       "device": str(policy.device), "threads": torch.get_num_threads(),
                       "num_inference_steps": policy.num_inference_steps, "torch": torch.__version__,
@@ -92,12 +98,12 @@ def main(argv=None) -> int:
                 report["batches"][str(batch_size)] = rows
                 print(f"\nbatch {batch_size} ({policy.num_inference_steps} denoising steps, "
                       f"{torch.get_num_threads()} threads, {args.device})")
-                print(f"{'mode':<26}{'median ms':>11}{'p90 ms':>9}{'speedup':>9}{'GFLOPs':>9}"
-                      f"{'blocks':>8}{'Hz':>8}{'rel err':>9}")
+                print(f"{'mode':<34}{'median ms':>11}{'p90 ms':>9}{'speedup':>9}{'GFLOPs':>9}"
+                      f"{'blocks':>8}{'Hz':>8}{'rel err':>9}{'compile s':>11}")
                 for r in rows:
-                    print(f"{r['label']:<26}{r['latency_median_ms']:>11.1f}{r['latency_p90_ms']:>9.1f}"
+                    print(f"{r['label']:<34}{r['latency_median_ms']:>11.1f}{r['latency_p90_ms']:>9.1f}"
                           f"{r['speedup']:>8.2f}x{r['flops'] / 1e9:>9.3f}{r['block_evaluations']:>8}"
-                          f"{r['action_hz']:>8.1f}{r['action_rel_error']:>9.4f}")
+                          f"{r['action_hz']:>8.1f}{r['action_rel_error']:>9.4f}{r['compile_s']:>11.1f}")
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

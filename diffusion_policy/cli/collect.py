@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             if cache_config.mode == "original":
                 print("warning: --use_bac with --cache_mode original: the policy runs uncached", file=sys.stderr)
         else:
-            cache_config = CacheConfig(mode="original")
+            cache_config = CacheConfig(mode="original", compile=args.compile, compile_mode=args.compile_mode)
         settings = CollectSettings(num_episodes=args.num_episodes, seed=args.seed, fps=args.fps,
                                    no_video=args.skip_video, resume=args.resume, format=args.format,
                                    n_envs=args.n_envs, max_steps=args.max_steps,

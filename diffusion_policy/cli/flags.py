@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from diffusion_policy.acceleration.config import CACHE_MODES, CacheConfig
+from diffusion_policy.acceleration.config import CACHE_MODES, COMPILE_MODES, CacheConfig
 from diffusion_policy.common.threads import add_threads_argument
 
 CACHE_DEFAULTS = CacheConfig()
@@ -113,6 +113,16 @@ def add_cache_switches(parser: argparse.ArgumentParser) -> None:
                         help="optimal mode: use a schedule computed for other weights (refused by default)")
     parser.add_argument("--no_condition_reuse", action="store_true",
                         help="recompute the (constant) condition tokens at every step (bit-exact replay)")
+    add_compile_flags(parser)
+
+
+def add_compile_flags(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    parser.add_argument("--compile", action="store_true",
+                        help=help or "torch.compile the denoising step (a few graphs per batch size; "
+                                     "the first call compiles; eager with one warning line where unavailable)")
+    parser.add_argument("--compile_mode", choices=COMPILE_MODES, default=CACHE_DEFAULTS.compile_mode,
+                        help="torch.compile mode (default auto: reduce-overhead = CUDA graphs on CUDA, "
+                             "inductor's default on CPU)")
 
 
 def cache_config_from_args(args: argparse.Namespace, mode: str | None = None, **overrides) -> CacheConfig:
@@ -126,6 +136,8 @@ def cache_config_from_args(args: argparse.Namespace, mode: str | None = None, **
         num_bu_blocks=args.num_bu_blocks,
         reuse_condition=not getattr(args, "no_condition_reuse", False),
         allow_foreign_schedule=getattr(args, "allow_foreign_schedule", False),
+        compile=getattr(args, "compile", False),
+        compile_mode=getattr(args, "compile_mode", CACHE_DEFAULTS.compile_mode),
     )
     fields.update(overrides)
     return CacheConfig(**fields)
@@ -173,6 +185,8 @@ def cache_config_flags(config: CacheConfig) -> list[str]:
         args.append("--no_condition_reuse")
     if config.allow_foreign_schedule:
         args.append("--allow_foreign_schedule")
+    if config.compile:
+        args += ["--compile", "--compile_mode", config.compile_mode]
     return args
 
 

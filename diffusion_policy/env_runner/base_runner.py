@@ -35,6 +35,7 @@ import torch
 import tqdm
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
+from diffusion_policy.common.pytorch_util import host_to_device
 from diffusion_policy.gym_util.frame_recording_wrapper import FrameRecordingWrapper
 from diffusion_policy.gym_util.multistep_wrapper import MultiStepWrapper
 from diffusion_policy.gym_util.video_recording_wrapper import VideoRecordingWrapper
@@ -268,9 +269,8 @@ class EnvRunner:
             first = chunk_idx * self.n_envs + 1
             step = 0
             while not done.all():
-                obs_dict = {
-                    key: torch.as_tensor(value).to(device=device, dtype=dtype)
-                    for key, value in self.policy_input(obs).items()
+                obs_dict = {  # pinned, non-blocking copies to a CUDA device
+                    key: host_to_device(value, device, dtype) for key, value in self.policy_input(obs).items()
                 }
                 with torch.no_grad():
                     start = time.perf_counter()

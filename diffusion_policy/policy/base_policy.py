@@ -13,12 +13,14 @@ import torch
 import torch.nn.functional as F
 from diffusers import SchedulerMixin
 
+from diffusion_policy.common.pytorch_util import host_to_device
 from diffusion_policy.model.common.module_attr_mixin import ModuleAttrMixin
 from diffusion_policy.model.common.normalizer import LinearNormalizer
 from diffusion_policy.model.diffusion.mask_generator import LowdimMaskGenerator
 from diffusion_policy.model.diffusion.transformer_for_diffusion import TransformerForDiffusion
 from diffusion_policy.policy.denoising import DenoisingState
-from diffusion_policy.policy.fused_step import FusedStep
+from diffusion_policy.model.diffusion.decoder import NamedCall
+from diffusion_policy.policy.fused_step import FusedStep, fused_update
 
 
 class DiffusionTransformerPolicy(ModuleAttrMixin):
@@ -67,6 +69,7 @@ class DiffusionTransformerPolicy(ModuleAttrMixin):
             num_inference_steps = noise_scheduler.config.num_train_timesteps
         self.num_inference_steps = num_inference_steps
         self.denoising = DenoisingState()  # where the sampling loop is (read by hooks)
+        self.scheduler_update = NamedCall("scheduler_update", self._scheduler_update)
 
     # ------------------------------------------------------------------ subclass interface
     def normalize_obs(self, obs: dict | torch.Tensor) -> dict:
@@ -87,34 +90,46 @@ class DiffusionTransformerPolicy(ModuleAttrMixin):
     def conditional_sample(
         self,
         condition_data: torch.Tensor,  # (B, T, D)
-        condition_mask: torch.Tensor,  # (B, T, D) bool, True where condition_data is given
+        condition_mask: Optional[torch.Tensor],  # (B, T, D) bool, True where condition_data is given; None: nothing
         cond: Optional[torch.Tensor] = None,  # (B, To, Dc)
         generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
-        """The sampling loop: num_inference_steps denoising steps through the diffusers scheduler."""
+        """The sampling loop: num_inference_steps denoising steps through the diffusers scheduler.
+
+        No host sync inside the loop on an accelerator: the timesteps are moved to the sample's device
+        once, the fused update reads per-step scalars kept on the host, in-painting is a `torch.where`."""
         scheduler = self.noise_scheduler
         trajectory = torch.randn(
             condition_data.shape, dtype=condition_data.dtype, device=condition_data.device, generator=generator
         )
         scheduler.set_timesteps(self.num_inference_steps)
+        timesteps = host_to_device(scheduler.timesteps, trajectory.device)  # (N,), no host sync
         # The scheduler's update as a few tensor ops (fused_step.py), for every cache mode alike;
         # None for a configuration it does not reproduce: then scheduler.step.
         fused_step = FusedStep.for_scheduler(scheduler, self.kwargs)
-        inpaint = bool(condition_mask.any())  # False whenever obs condition the transformer
-        with self.denoising.run(scheduler.timesteps):
-            for i, t in enumerate(scheduler.timesteps):
+        with self.denoising.run(timesteps):
+            for i in range(len(timesteps)):
+                t = timesteps[i]
                 self.denoising.begin_step(i, t)
-                if inpaint:
-                    trajectory[condition_mask] = condition_data[condition_mask]
+                if condition_mask is not None:
+                    trajectory = torch.where(condition_mask, condition_data, trajectory)
                 model_output = self.model(trajectory, t, cond)
                 if fused_step is not None:
-                    trajectory = fused_step(i, model_output, trajectory, generator)
+                    noise = fused_step.noise(i, model_output, generator)
+                    trajectory = self.scheduler_update(fused_step, i, model_output, trajectory, noise)
                 else:
-                    trajectory = scheduler.step(model_output, t, trajectory, generator=generator,
-                                                **self.kwargs).prev_sample
-        if inpaint:
-            trajectory[condition_mask] = condition_data[condition_mask]
+                    trajectory = scheduler.step(model_output, scheduler.timesteps[i], trajectory,
+                                                generator=generator, **self.kwargs).prev_sample
+        if condition_mask is not None:
+            trajectory = torch.where(condition_mask, condition_data, trajectory)
         return trajectory
+
+    @staticmethod
+    def _scheduler_update(fused_step: FusedStep, index: int, model_output: torch.Tensor, sample: torch.Tensor,
+                          noise: Optional[torch.Tensor]) -> torch.Tensor:
+        """Step `index`'s fused update (B, T, D) -> (B, T, D); a named call, so a compile hook can take it."""
+        return fused_update(fused_step.coefficients(index), model_output, sample, noise,
+                            fused_step.kind, fused_step.prediction_type, fused_step.clip)
 
     def predict_action(self, obs_dict: dict, generator: Optional[torch.Generator] = None) -> dict:
         """obs_dict -> {'action': (B, Ta, Da), 'action_pred': (B, T, Da)} (unnormalized)."""
@@ -128,7 +143,7 @@ class DiffusionTransformerPolicy(ModuleAttrMixin):
             cond = features
             shape = (B, self.n_action_steps if self.pred_action_steps_only else T, Da)
             cond_data = torch.zeros(shape, device=self.device, dtype=self.dtype)
-            cond_mask = torch.zeros_like(cond_data, dtype=torch.bool)
+            cond_mask = None  # nothing in-painted: the observations condition the transformer
         else:
             cond = None
             cond_data = torch.zeros((B, T, Da + self.obs_feature_dim), device=self.device, dtype=self.dtype)

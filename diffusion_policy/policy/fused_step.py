@@ -67,33 +67,59 @@ class FusedStep:
         clip = float(config.clip_sample_range) if config.clip_sample else None
         return cls(kind, config.prediction_type, *coefficients, clip=clip)
 
+    def table(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(N, 6) per-step coefficients [sqrt_alpha, sqrt_beta, c_x0, c_s, c_eps, sigma] on `device`, made
+        once per run: the loop passes row `index` (a view, no host sync) to `fused_update`."""
+        from diffusion_policy.common.pytorch_util import host_to_device
+
+        columns = (self.sqrt_alpha, self.sqrt_beta, self.c_x0, self.c_s, self.c_eps, self.sigma)
+        return host_to_device(torch.tensor(list(zip(*columns)), dtype=torch.float64), device, dtype)
+
+    def noise(self, index: int, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The noise the scheduler would draw at step `index` (same generator call), or None."""
+        if not self.draw[index]:
+            return None
+        return randn_tensor(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+    def coefficients(self, index: int) -> tuple[float, ...]:
+        """(sqrt_alpha, sqrt_beta, c_x0, c_s, c_eps, sigma) of step `index`, as Python floats."""
+        return (self.sqrt_alpha[index], self.sqrt_beta[index], self.c_x0[index], self.c_s[index],
+                self.c_eps[index], self.sigma[index])
+
     def __call__(self, index: int, model_output: torch.Tensor, sample: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """The previous sample from step `index` of the run (0 = the first, noisiest step)."""
-        a, b = self.sqrt_alpha[index], self.sqrt_beta[index]
-        if self.prediction_type == "epsilon":
-            x0 = (sample - b * model_output) / a
-        elif self.prediction_type == "sample":
-            x0 = model_output
-        else:  # v_prediction
-            x0 = a * sample - b * model_output
-        if self.clip is not None:
-            x0 = x0.clamp(-self.clip, self.clip)
-        if self.kind == "ddpm":
-            prev = self.c_x0[index] * x0 + self.c_s[index] * sample
+        return fused_update(self.coefficients(index), model_output, sample,
+                            self.noise(index, model_output, generator), self.kind, self.prediction_type, self.clip)
+
+
+def fused_update(coefficients, model_output: torch.Tensor, sample: torch.Tensor, noise: torch.Tensor | None,
+                 kind: str, prediction_type: str, clip: float | None) -> torch.Tensor:
+    """One scheduler update: coefficients = (sqrt_alpha, sqrt_beta, c_x0, c_s, c_eps, sigma) of the step, as
+    Python floats (eager) or a (6,) tensor row (compiled: one graph for every step); sample, model_output
+    (B, T, D); noise (B, T, D) or None."""
+    a, b, c_x0, c_s, c_eps, sigma = (coefficients[k] for k in range(6))
+    if prediction_type == "epsilon":
+        x0 = (sample - b * model_output) / a
+    elif prediction_type == "sample":
+        x0 = model_output
+    else:  # v_prediction
+        x0 = a * sample - b * model_output
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip)
+    if kind == "ddpm":
+        prev = c_x0 * x0 + c_s * sample
+    else:
+        if prediction_type == "epsilon":
+            epsilon = model_output
+        elif prediction_type == "sample":  # from the unclipped prediction, as the scheduler does
+            epsilon = (sample - a * model_output) / b
         else:
-            if self.prediction_type == "epsilon":
-                epsilon = model_output
-            elif self.prediction_type == "sample":  # from the unclipped prediction, as the scheduler does
-                epsilon = (sample - a * model_output) / b
-            else:
-                epsilon = a * model_output + b * sample
-            prev = self.c_x0[index] * x0 + self.c_eps[index] * epsilon
-        if self.draw[index]:
-            noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device,
-                                 dtype=model_output.dtype)
-            prev = prev + self.sigma[index] * noise
-        return prev
+            epsilon = a * model_output + b * sample
+        prev = c_x0 * x0 + c_eps * epsilon
+    if noise is not None:
+        prev = prev + sigma * noise
+    return prev
 
 
 def _lookup(alphas_cumprod: torch.Tensor, steps: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:

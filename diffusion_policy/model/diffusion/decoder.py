@@ -123,11 +123,16 @@ class DecoderLayer(nn.Module):
         return F.linear(memory, w[E:], b[E:]).chunk(2, dim=-1)
 
     def _cross_attention(self, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
+        return self._attend_memory(x, ctx, *self.memory_kv(ctx.memory))
+
+    def _cross_attention_direct(self, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
+        """_cross_attention with the keys/values computed in place (not through the `memory_kv` call)."""
+        return self._attend_memory(x, ctx, *self._memory_kv(ctx.memory))
+
+    def _attend_memory(self, x: torch.Tensor, ctx: DecoderContext, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         h = self.norm2(x)
         E = h.shape[-1]
-        w, b = self.multihead_attn.in_proj_weight, self.multihead_attn.in_proj_bias
-        q = F.linear(h, w[:E], b[:E])
-        k, v = self.memory_kv(ctx.memory)
+        q = F.linear(h, self.multihead_attn.in_proj_weight[:E], self.multihead_attn.in_proj_bias[:E])
         return self.dropout2(attention(self.multihead_attn, q, k, v, ctx.memory_mask, self.training))
 
     def _feed_forward(self, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
@@ -162,3 +167,15 @@ class TransformerDecoder(nn.Module):
         for layer in self.layers:
             x = layer(x, ctx)
         return x
+
+    def forward_all_blocks(self, tgt, memory, tgt_mask=None, memory_mask=None) -> tuple[torch.Tensor, tuple]:
+        """forward(), plus each block's output in execution order; calls the blocks' functions directly
+        (no named calls, no hooks)."""
+        ctx = DecoderContext(memory, tgt_mask, memory_mask)
+        x, outputs = tgt, []
+        for layer in self.layers:
+            for block in (layer._self_attention, layer._cross_attention_direct, layer._feed_forward):
+                out = block(x, ctx)
+                outputs.append(out)
+                x = x + out
+        return x, tuple(outputs)

@@ -108,6 +108,9 @@ class TransformerForDiffusion(ModuleAttrMixin):
 
         self.ln_f = nn.LayerNorm(n_emb)
         self.head = nn.Linear(n_emb, output_dim)
+        # The per-step work around the decoder, as named (hookable, compilable) calls.
+        self.action_tokens = NamedCall("action_tokens", self._action_tokens)  # (B, T, input_dim) -> (B, T, E)
+        self.output_head = NamedCall("output_head", self._output_head)  # (B, T, E) -> (B, T, output_dim)
 
         self.T, self.T_cond, self.horizon = T, T_cond, horizon
         self.n_obs_steps = n_obs_steps
@@ -192,6 +195,33 @@ class TransformerForDiffusion(ModuleAttrMixin):
         To = cond.shape[1]
         return self.encoder(self.drop(self.cond_obs_emb(cond) + self.cond_pos_emb[:, 1 : 1 + To]))
 
+    def _action_tokens(self, sample: torch.Tensor) -> torch.Tensor:
+        """(B, T, input_dim) noisy actions -> (B, T, E) decoder input (decoder models only)."""
+        x = self.input_emb(sample)
+        return self.drop(x + self.pos_emb[:, : x.shape[1]])
+
+    def _output_head(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, E) -> (B, T, output_dim)."""
+        return self.head(self.ln_f(x))
+
+    def forward_all_blocks(
+        self,
+        sample: torch.Tensor,  # (B, T, input_dim)
+        timestep: torch.Tensor,  # 0-d or (B,) on the sample's device
+        cond: Optional[torch.Tensor] = None,  # (B, To, cond_dim)
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """forward() of a decoder model, plus every block's output in execution order (sa, ca, ffn of
+        layer 0, ...): one straight-line function without named calls, so hooks cannot intervene --
+        what a compiled step that refreshes every block cache runs."""
+        timesteps = timestep[None] if timestep.dim() == 0 else timestep
+        timesteps = timesteps.expand(sample.shape[0])
+        if self.obs_as_cond and self.n_cond_layers == 0:
+            memory = torch.cat([self._time_token(timesteps), self._obs_tokens(cond)], dim=1)
+        else:
+            memory = self.embed_condition(timesteps, cond)
+        x, outputs = self.decoder.forward_all_blocks(self._action_tokens(sample), memory, self.mask, self.memory_mask)
+        return self._output_head(x), outputs
+
     def forward(
         self,
         sample: torch.Tensor,  # (B, T, input_dim)
@@ -207,13 +237,12 @@ class TransformerForDiffusion(ModuleAttrMixin):
             timesteps = timesteps[None].to(sample.device)
         timesteps = timesteps.expand(B)
 
-        x = self.input_emb(sample)
         if self.encoder_only:
-            x = torch.cat([self.time_emb(timesteps).unsqueeze(1), x], dim=1)  # (B, T+1, E)
+            x = torch.cat([self.time_emb(timesteps).unsqueeze(1), self.input_emb(sample)], dim=1)  # (B, T+1, E)
             x = self.drop(x + self.pos_emb[:, : x.shape[1]])
             x = self.encoder(src=x, mask=self.mask)[:, 1:]
         else:
             memory = self.embed_condition(timesteps, cond)
-            x = self.drop(x + self.pos_emb[:, : x.shape[1]])
+            x = self.action_tokens(sample)
             x = self.decoder(tgt=x, memory=memory, tgt_mask=self.mask, memory_mask=self.memory_mask)
-        return self.head(self.ln_f(x))
+        return self.output_head(x)
