@@ -22,12 +22,13 @@ SCRIPTS = [  # the original script paths: thin wrappers of the bac-* entry point
     "scripts/run_default.py",
     "scripts/generate_demos.py",
     "scripts/aggregate_results.py",
+    "scripts/calibration_study.py",
     "diffusion_policy/activation_utils/get_optimal_cache_update_steps.py",
 ]
-MODULES = ["evaluate", "collect", "benchmark", "suite", "default", "demos", "aggregate", "schedules"]
+MODULES = ["evaluate", "collect", "benchmark", "suite", "default", "demos", "aggregate", "schedules", "calibration"]
 ENTRY_POINTS = {"bac-eval": "evaluate", "bac-schedules": "schedules", "bac-collect": "collect",
                 "bac-benchmark": "benchmark", "bac-suite": "suite", "bac-default": "default",
-                "bac-aggregate": "aggregate", "bac-demos": "demos"}
+                "bac-aggregate": "aggregate", "bac-demos": "demos", "bac-calibration": "calibration"}
 
 
 def parsers_of(parser: argparse.ArgumentParser):

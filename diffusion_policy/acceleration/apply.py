@@ -34,10 +34,14 @@ class AppliedCache:
     on_run_start: Callable
 
 
-def update_steps_for(policy, config: CacheConfig) -> dict[str, list[int]]:
-    """Per-block update steps (block name -> sorted steps) that `config` gives this policy."""
+def update_steps_for(policy, config: CacheConfig, with_forecast_flags: bool = False):
+    """Per-block update steps (block name -> sorted steps) that `config` gives this policy; with
+    `with_forecast_flags`, also block name -> per update step whether its segment forecasts (None: every
+    segment, as in threshold mode)."""
     blocks = decoder_blocks(policy.model)
     num_steps = policy.num_inference_steps
+    if config.mode in ("original", "threshold") and with_forecast_flags:
+        return update_steps_for(policy, config), None
     if config.mode == "original":
         return {name: list(range(num_steps)) for name in blocks}
     if config.mode == "threshold":
@@ -54,11 +58,14 @@ def update_steps_for(policy, config: CacheConfig) -> dict[str, list[int]]:
     from diffusion_policy.activation_utils.schedule_files import load_schedule, resolve_update_steps
     from diffusion_policy.common.checkpoint import weights_fingerprint
 
-    schedule = load_schedule(config.optimal_steps_dir, config.metric, int(config.num_caches))
+    schedule = load_schedule(config.optimal_steps_dir, config.metric, int(config.num_caches), config.strategy)
     schedule.check_compatible(list(blocks), num_steps, len(policy.model.decoder.layers))
     if not config.allow_foreign_schedule:
         schedule.check_model(weights_fingerprint(policy))
-    return resolve_update_steps(schedule, int(config.num_bu_blocks), num_steps)
+    steps = resolve_update_steps(schedule, int(config.num_bu_blocks), num_steps)
+    if with_forecast_flags:
+        return steps, {name: schedule.forecast_flags(name, s) for name, s in steps.items()}
+    return steps
 
 
 def apply_cache(policy, config: CacheConfig) -> AppliedCache | None:
@@ -107,7 +114,7 @@ def apply_cache(policy, config: CacheConfig) -> AppliedCache | None:
 def _apply_block_caches(policy, config: CacheConfig, stateful: list[ModelHook],
                         step_fns: dict) -> dict[str, BlockCacheHook]:
     """The cache hooks of a caching mode; appends the hooks with per-run state to `stateful`."""
-    steps = update_steps_for(policy, config)
+    steps, flags = update_steps_for(policy, config, with_forecast_flags=True)
     num_steps = policy.num_inference_steps
     state = policy.denoising
     blocks = decoder_blocks(policy.model)
@@ -116,7 +123,12 @@ def _apply_block_caches(policy, config: CacheConfig, stateful: list[ModelHook],
         updates = set(steps[name])
         if 0 not in updates:
             raise ValueError(f"{name}: the first denoising step must be an update step, got {steps[name]}")
-        hook = BlockCacheHook(state, [s in updates for s in range(num_steps)])
+        forecast_after = None
+        if flags is not None and config.block_order > 0:
+            after = dict(zip(steps[name], flags[name]))
+            forecast_after = [after.get(s, False) for s in range(num_steps)]
+        hook = BlockCacheHook(state, [s in updates for s in range(num_steps)], order=config.block_order,
+                              forecast_after=forecast_after)
         block_hooks[name] = HookRegistry.of(block).register(CACHE_HOOK, hook)
     stateful += block_hooks.values()
     model = policy.model

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 CACHE_MODES = ("original", "threshold", "optimal")
+STRATEGIES = ("reuse", "forecast")
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -28,6 +29,12 @@ class CacheConfig:
                        blocks as one precomputed sum (float rounding only); off for bit-exact replay.
     allow_foreign_schedule: use an 'optimal' schedule computed for other weights than the policy's
                        (refused by default: its update steps were chosen for another model).
+    strategy:          what a block answers between its update steps: 'reuse' (BAC: the output of
+                       its last update) or 'forecast' (the polynomial through its last
+                       forecast_order + 1 update outputs, evaluated at the step). 'optimal' mode reads
+                       the schedules made for the strategy (forecast: get_optimal_cache_update_steps.py
+                       --strategy forecast) and refuses the other's.
+    forecast_order:    1 (linear) or 2 (quadratic) extrapolation; 'forecast' only.
     compile:           torch.compile the per-step work (acceleration/compile.py), in every mode,
                        'original' included; a bounded set of graphs whatever the schedule.
     compile_mode:      'auto' (reduce-overhead = CUDA graphs on CUDA, inductor's default on CPU) or a
@@ -43,10 +50,16 @@ class CacheConfig:
     reuse_condition: bool = True
     fuse_cached_blocks: bool = True
     allow_foreign_schedule: bool = False
+    strategy: str = "reuse"
+    forecast_order: int = 1
     compile: bool = False
     compile_mode: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown cache strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.strategy == "forecast" and int(self.forecast_order) not in (1, 2):
+            raise ValueError(f"forecast_order must be 1 or 2, got {self.forecast_order}")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile mode {self.compile_mode!r}; choose one of {', '.join(COMPILE_MODES)}")
         if self.mode not in CACHE_MODES:
@@ -61,6 +74,11 @@ class CacheConfig:
             if int(self.num_bu_blocks) < 0:
                 raise ValueError(f"num_bu_blocks must be >= 0, got {self.num_bu_blocks}")
 
+    @property
+    def block_order(self) -> int:
+        """Degree of a cached block's answer: 0 (reuse) or forecast_order."""
+        return int(self.forecast_order) if self.strategy == "forecast" else 0
+
     def describe(self) -> dict:
         """The parameters that matter for this mode (for result files and dataset metadata)."""
         if self.mode == "threshold":
@@ -70,6 +88,8 @@ class CacheConfig:
                          "num_bu_blocks": self.num_bu_blocks, "optimal_steps_dir": str(self.optimal_steps_dir)}
         else:
             described = {"mode": self.mode}
+        if self.strategy == "forecast" and self.mode != "original":
+            described |= {"strategy": self.strategy, "forecast_order": int(self.forecast_order)}
         if self.compile:  # the computation is the same up to float rounding: recorded, not a new mode
             described["compile"] = self.compile_mode
         return described

@@ -102,12 +102,27 @@ def decoder_blocks(model) -> dict[str, torch.nn.Module]:
 
 # ----------------------------------------------------------------------------- block caching
 class BlockCacheHook(ModelHook):
-    """Recompute a block on its update steps; otherwise return its output from the last update."""
+    """Recompute a block on its update steps; between them answer from its last updates.
 
-    def __init__(self, state: DenoisingState, update: list[bool]):
+    order 0 ('reuse', BAC): the output of the last update step. order p >= 1 ('forecast'): the
+    polynomial of degree p through the outputs of the last p + 1 update steps, evaluated at the
+    current step (Lagrange extrapolation; until p + 1 updates exist, the last output is reused).
+    The answer is kept as polynomial coefficients (c_0, ..., c_p) in u = step / num_steps -- reuse is
+    (output,) -- so that the decoder plan can add several blocks' answers by adding coefficients.
+    The timesteps of every shipped scheduler are affine in the step index, and an extrapolation is
+    unchanged by an affine change of variable, so extrapolating in timestep gives the same values.
+    """
+
+    def __init__(self, state: DenoisingState, update: list[bool], order: int = 0,
+                 forecast_after: list[bool] | None = None):
         self.state = state
         self.update = update  # update[step] for every denoising step; update[0] is True
-        self.cached: torch.Tensor | None = None
+        self.order = order
+        # forecast_after[step]: whether the segment after update step `step` forecasts (default: all);
+        # a schedule made for forecasting reuses where that was the smaller error
+        self.forecast_after = forecast_after
+        self.history: list[tuple[float, torch.Tensor]] = []  # (u, output) of the last order+1 updates
+        self.coefficients: tuple[torch.Tensor, ...] = ()  # (c_0, ..., c_d), d <= order
         self.version = 0  # bumped at every recomputation (the decoder plan's memo key)
         self.num_computed = 0  # block evaluations since the hook was applied (for reports)
 
@@ -115,19 +130,58 @@ class BlockCacheHook(ModelHook):
         if not self.state.active:
             return call_next(x, ctx)
         if self.update[self.state.step]:
-            self.cached = call_next(x, ctx)
-            self.version += 1
-            self.num_computed += 1
-        return self.cached
+            output = call_next(x, ctx)
+            self.store(output)
+            return output
+        return evaluate_polynomial(self.coefficients, self.position(self.state.step))
+
+    def position(self, step: int) -> float:
+        return step / len(self.update)
 
     def store(self, output: torch.Tensor) -> None:
-        """Take `output` as this step's recomputation (a step computed outside the hook chain)."""
-        self.cached = output
+        """Take `output` as the current step's recomputation (also from a step computed in one piece)."""
         self.version += 1
         self.num_computed += 1
+        if self.order == 0:
+            self.coefficients = (output,)
+            return
+        self.history = [*self.history[-self.order:], (self.position(self.state.step), output)]
+        if len(self.history) <= self.order or (self.forecast_after is not None
+                                                and not self.forecast_after[self.state.step]):
+            self.coefficients = (output,)  # not enough history yet, or this segment reuses
+        else:
+            self.coefficients = fit_polynomial(self.history)
 
     def reset_state(self) -> None:
-        self.cached = None
+        self.history, self.coefficients = [], ()
+
+
+def fit_polynomial(points: list[tuple[float, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+    """Coefficients (c_0, ..., c_p) of the polynomial through p + 1 points (u_j, y_j), in powers of u."""
+    weights = _inverse_vandermonde(tuple(p[0] for p in points))
+    coefficients = []
+    for row in weights:
+        c = points[0][1] * row[0]
+        for w, (_, y) in zip(row[1:], points[1:]):
+            c = c + w * y
+        coefficients.append(c)
+    return tuple(coefficients)
+
+
+@functools.lru_cache(maxsize=4096)
+def _inverse_vandermonde(u: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:
+    """W with c = W y for the points u (float64 on the host; memoised: a static schedule has few)."""
+    import numpy as np
+
+    return tuple(tuple(float(w) for w in row) for row in np.linalg.inv(np.vander(np.array(u), increasing=True)))
+
+
+def evaluate_polynomial(coefficients: tuple[torch.Tensor, ...], u: float) -> torch.Tensor:
+    """c_0 + u c_1 + u^2 c_2 + ... by Horner (the value itself for one coefficient)."""
+    value = coefficients[-1]
+    for c in reversed(coefficients[:-1]):
+        value = torch.add(c, value, alpha=u)
+    return value
 
 
 class DecoderPlanHook(ModelHook):
@@ -151,7 +205,7 @@ class DecoderPlanHook(ModelHook):
         # "reuse" (no block computes), "full" (every block does) or "partial", per step
         computed = [sum(hook.update[step] for hook in hooks) for step in range(num_steps)]
         self.step_kind = ["reuse" if c == 0 else "full" if c == len(hooks) else "partial" for c in computed]
-        self.run_sums: dict[tuple[int, int], tuple[tuple[int, ...], torch.Tensor]] = {}
+        self.run_sums: dict[tuple[int, int], tuple[tuple[int, ...], tuple[torch.Tensor, ...]]] = {}
 
     def _plan_step(self, step: int) -> list[tuple[str, object]]:
         plan, run_start = [], None
@@ -171,15 +225,21 @@ class DecoderPlanHook(ModelHook):
         self.run_sums.clear()
 
     def _run_sum(self, first: int, last: int) -> torch.Tensor:
+        """The sum of the answers of blocks first..last at the current step: their polynomial
+        coefficients are summed degree by degree (memoised until one of them updates), then evaluated."""
         versions = tuple(hook.version for hook in self.hooks[first : last + 1])
         memo = self.run_sums.get((first, last))
         if memo is None or memo[0] != versions:
-            total = self.hooks[first].cached
-            for hook in self.hooks[first + 1 : last + 1]:
-                total = total + hook.cached
-            memo = (versions, total)
+            totals: list[torch.Tensor] = []
+            for hook in self.hooks[first : last + 1]:
+                for degree, c in enumerate(hook.coefficients):
+                    if degree < len(totals):
+                        totals[degree] = totals[degree] + c
+                    else:
+                        totals.append(c)
+            memo = (versions, tuple(totals))
             self.run_sums[(first, last)] = memo
-        return memo[1]
+        return evaluate_polynomial(memo[1], self.hooks[first].position(self.state.step))
 
     def reused_sum(self) -> torch.Tensor:
         """The sum of every block's cached output: the decoder's whole contribution on a reuse step."""

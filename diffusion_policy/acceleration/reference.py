@@ -48,8 +48,10 @@ def reference_obs(policy, cfg=None, batch_size: int = 1, seed: int = 0) -> dict[
     return {"obs": obs.to(device=policy.device, dtype=policy.dtype)}
 
 
-def schedules_for(policy, cfg, output_dir, metric: str, num_caches_list: list[int], seed: int = 0) -> Path:
-    """Compute ACS schedules for `policy` from one calibration run; returns the metric's steps dir."""
+def schedules_for(policy, cfg, output_dir, metric: str, num_caches_list: list[int], seed: int = 0,
+                  strategies: tuple[str, ...] = ("reuse",)) -> Path:
+    """Compute ACS (and forecast) schedules for `policy` from one calibration run; returns the metric's
+    steps dir."""
     from diffusion_policy.activation_utils.collect import record_block_outputs
     from diffusion_policy.activation_utils.schedule_builder import build_schedule_assets
     from diffusion_policy.activation_utils.schedule_files import optimal_steps_dir
@@ -62,5 +64,6 @@ def schedules_for(policy, cfg, output_dir, metric: str, num_caches_list: list[in
     build_schedule_assets(output_dir, activations, [metric], list(num_caches_list),
                           num_layers=len(policy.model.decoder.layers), scheduler=scheduler,
                           checkpoint_sha256="random-init" if cfg is None else "calibrated",
-                          model_fingerprint=weights_fingerprint(policy), make_plots=False)
+                          model_fingerprint=weights_fingerprint(policy), make_plots=False,
+                          strategies=tuple(strategies))
     return optimal_steps_dir(output_dir, metric)

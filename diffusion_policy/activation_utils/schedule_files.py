@@ -6,7 +6,8 @@ Layout under an output dir (e.g. assets/<task>/):
         activation_summary.json          per-block shape, mean norm, caching error; N; block names
         similarity_<metric>.npz          every block's (N, N) matrix for that metric
     optimal_steps/<metric>/
-        num_caches_<k>.json              ACS update steps of every block (a Schedule)
+        num_caches_<k>.json              ACS update steps of every block (a Schedule, strategy 'reuse')
+        forecast_num_caches_<k>.json     update steps chosen for the forecasting cache (strategy 'forecast')
         bubbling_union.json              blocks ranked by caching error, for BU selection
 
 All files are human-readable JSON except the matrices, and every write goes to a
@@ -54,8 +55,12 @@ def optimal_steps_dir(output_dir, metric: str) -> Path:
     return Path(output_dir) / "optimal_steps" / metric
 
 
-def schedule_path(output_dir, metric: str, num_caches: int) -> Path:
-    return optimal_steps_dir(output_dir, metric) / f"num_caches_{num_caches}.json"
+def schedule_file_name(num_caches: int, strategy: str = "reuse") -> str:
+    return f"num_caches_{num_caches}.json" if strategy == "reuse" else f"{strategy}_num_caches_{num_caches}.json"
+
+
+def schedule_path(output_dir, metric: str, num_caches: int, strategy: str = "reuse") -> Path:
+    return optimal_steps_dir(output_dir, metric) / schedule_file_name(num_caches, strategy)
 
 
 def bubbling_union_path(output_dir, metric: str) -> Path:
@@ -130,6 +135,11 @@ class Schedule:
     block_names: list[str]
     steps: dict[str, list[int]]  # block -> sorted update steps, first 0
     block_errors: dict[str, float]  # block -> caching error (BU ranking)
+    strategy: str = "reuse"  # the cache strategy the steps were chosen for ('reuse' | 'forecast')
+    forecast_order: int = 0  # forecast: the extrapolation order the DP's costs were measured with
+    # forecast: block -> per update step (aligned with steps[block]), whether its segment forecasts
+    forecast_segments: dict[str, list[bool]] = dataclasses.field(default_factory=dict)
+    calibration: dict = dataclasses.field(default_factory=dict)  # observations the costs came from
     path: Path | None = dataclasses.field(default=None, compare=False)
 
     def validate(self) -> None:
@@ -138,6 +148,8 @@ class Schedule:
         problems = []
         if self.metric not in METRICS:
             problems.append(f"unknown metric {self.metric!r}")
+        if self.strategy not in ("reuse", "forecast"):
+            problems.append(f"unknown strategy {self.strategy!r}")
         if not (isinstance(self.num_steps, int) and self.num_steps >= 1):
             problems.append(f"num_steps {self.num_steps!r} is not an integer >= 1")
         if not (isinstance(self.num_caches, int) and self.num_caches >= 1):
@@ -168,8 +180,20 @@ class Schedule:
                     f"starting at 0, got {steps}"
                 )
                 break
+        if self.strategy == "forecast":
+            if set(self.forecast_segments) != set(self.block_names) or any(
+                    len(self.forecast_segments[name]) != len(self.steps[name]) for name in self.block_names):
+                problems.append("'forecast_segments' must give one flag per update step of every block")
         if problems:
             raise ValueError(f"invalid {where}: {'; '.join(problems)}; {RECOMPUTE_HINT}")
+
+    def forecast_flags(self, name: str, update_steps: list[int]) -> list[bool]:
+        """Whether the segment after each of `update_steps` (the block's resolved steps: BU and the final
+        step may add some) forecasts: that of the schedule segment it falls in (reuse if not 'forecast')."""
+        if self.strategy != "forecast":
+            return [False] * len(update_steps)
+        own, flags = self.steps[name], self.forecast_segments[name]
+        return [flags[max(i for i, start in enumerate(own) if start <= step)] for step in update_steps]
 
     def check_compatible(self, block_names: list[str], num_steps: int, num_layers: int) -> None:
         """Raise ScheduleMismatchError (one line) unless the schedule fits this model and scheduler."""
@@ -217,11 +241,17 @@ class Schedule:
             "block_names": list(self.block_names),
             "steps": {name: [int(s) for s in self.steps[name]] for name in self.block_names},
             "block_errors": {name: float(self.block_errors[name]) for name in self.block_names},
+            "strategy": self.strategy,
+            "forecast_order": int(self.forecast_order),
+            "forecast_segments": {name: [bool(f) for f in self.forecast_segments[name]]
+                                  for name in self.block_names if name in self.forecast_segments},
+            "calibration": dict(self.calibration),
         }
 
     @classmethod
     def from_json_dict(cls, data: dict, path: Path | None = None) -> "Schedule":
-        fields = [f.name for f in dataclasses.fields(cls) if f.name != "path"]
+        optional = {"path", "strategy", "forecast_order", "calibration", "forecast_segments"}  # absent from older files: reuse, one obs
+        fields = [f.name for f in dataclasses.fields(cls) if f.name not in optional]
         missing = [name for name in fields if name not in data]
         if missing:
             raise ValueError(f"corrupt schedule {path} (missing keys {missing}); {RECOMPUTE_HINT}")
@@ -237,6 +267,11 @@ class Schedule:
                 block_names=[str(name) for name in data["block_names"]],
                 steps={str(name): list(steps) for name, steps in data["steps"].items()},
                 block_errors={str(name): float(err) for name, err in data["block_errors"].items()},
+                strategy=str(data.get("strategy", "reuse")),
+                forecast_order=int(data.get("forecast_order", 0)),
+                calibration=dict(data.get("calibration", {})),
+                forecast_segments={str(name): [bool(f) for f in flags]
+                                   for name, flags in dict(data.get("forecast_segments", {})).items()},
                 path=path,
             )
         except (TypeError, ValueError, AttributeError) as err:
@@ -253,33 +288,42 @@ def _short_list(names: list[str], limit: int = 4) -> str:
 def save_schedule(schedule: Schedule, output_dir) -> Path:
     """Write schedule to <output_dir>/optimal_steps/<metric>/num_caches_<k>.json; returns the path."""
     schedule.validate()
-    return write_json(schedule_path(output_dir, schedule.metric, schedule.num_caches), schedule.to_json_dict())
+    path = schedule_path(output_dir, schedule.metric, schedule.num_caches, schedule.strategy)
+    return write_json(path, schedule.to_json_dict())
 
 
-def find_schedule_file(path_or_dir, metric: str, num_caches: int) -> Path:
-    """Locate num_caches_<k>.json given the file itself, the metric dir, optimal_steps/, or the task dir."""
+def find_schedule_file(path_or_dir, metric: str, num_caches: int, strategy: str = "reuse") -> Path:
+    """Locate [forecast_]num_caches_<k>.json given the file itself, the metric dir, optimal_steps/, or the
+    task dir."""
     given = Path(path_or_dir)
     if given.is_file():
         return given
     if not given.is_dir():
         raise FileNotFoundError(f"schedule directory not found: {given}; {RECOMPUTE_HINT}")
-    name = f"num_caches_{num_caches}.json"
+    name = schedule_file_name(num_caches, strategy)
     candidates = [given / name, given / metric / name, given / "optimal_steps" / metric / name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    available = sorted(p.name for d in candidates for p in d.parent.glob("num_caches_*.json"))
+    available = sorted({p.name for d in candidates for p in d.parent.glob("*num_caches_*.json")})
     hint = f" (found: {', '.join(available)})" if available else ""
+    strategy_flag = f" --strategy {strategy}" if strategy != "reuse" else ""
     raise FileNotFoundError(
-        f"no schedule for metric={metric} num_caches={num_caches} under {given}{hint}; "
-        f"{RECOMPUTE_HINT} --num_caches {num_caches}"
+        f"no {strategy} schedule for metric={metric} num_caches={num_caches} under {given}{hint}; "
+        f"{RECOMPUTE_HINT} --num_caches {num_caches}{strategy_flag}"
     )
 
 
-def load_schedule(path_or_dir, metric: str, num_caches: int) -> Schedule:
-    """Load and validate the schedule for (metric, num_caches)."""
-    path = find_schedule_file(path_or_dir, metric, num_caches)
+def load_schedule(path_or_dir, metric: str, num_caches: int, strategy: str = "reuse") -> Schedule:
+    """Load and validate the schedule for (metric, num_caches) made for the cache `strategy`."""
+    path = find_schedule_file(path_or_dir, metric, num_caches, strategy)
     schedule = Schedule.from_json_dict(read_json(path, "schedule file"), path=path)
+    if schedule.strategy != strategy:
+        raise ScheduleMismatchError(
+            f"{path} was made for the '{schedule.strategy}' cache strategy, not '{strategy}': its update steps "
+            f"minimise the other strategy's error; use the {strategy} schedule ({RECOMPUTE_HINT} "
+            f"--strategy {strategy}) or --strategy {schedule.strategy}"
+        )
     if schedule.metric != metric or schedule.num_caches != num_caches:
         raise ValueError(
             f"{path} holds metric={schedule.metric} num_caches={schedule.num_caches}, "

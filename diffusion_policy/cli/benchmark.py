@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_num_caches_flag(p)
     flags.add_num_bu_blocks_flag(p)
     p.set_defaults(cache_threshold=[5, 10], num_caches=[5, 10], num_bu_blocks=3)  # the modes the paper compares
+    flags.add_strategy_flags(p, forecast_order=False)
+    p.add_argument("--strategies", dest="strategy", type=flags.strategy_list, help=argparse.SUPPRESS)  # issue spelling
+    p.add_argument("--forecast_orders", type=flags.int_list, default=[1, 2],
+                   help="forecast rows: the extrapolation orders to time (default 1,2)")
     p.add_argument("--batch_sizes", type=flags.int_list, default=[1, 28], help="observation batch sizes, e.g. 1,28")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per mode (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per mode first")
@@ -44,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv=None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
+
+
+def _curve(row: dict) -> str:
+    """The plot curve of a row: its mode, strategy (forecast order) and compilation."""
+    curve = row["mode"]
+    if row.get("strategy") == "forecast":
+        curve += f" forecast {row['forecast_order']}"
+    return curve + (" compiled" if "compile" in row else "")
 
 
 def main(argv=None) -> int:
@@ -74,15 +86,17 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             steps_dir = args.optimal_steps_dir
             if steps_dir is None and args.num_caches:
-                steps_dir = schedules_for(policy, cfg, tmp, metric, args.num_caches)
+                steps_dir = schedules_for(policy, cfg, tmp, metric, args.num_caches, strategies=tuple(args.strategy))
             configs = {"original": CacheConfig("original")}
             configs |= {f"threshold_{t}": CacheConfig("threshold", cache_threshold=t) for t in args.cache_threshold}
-            configs |= {
-                f"optimal_{k}_bu{args.num_bu_blocks}": CacheConfig(
-                    "optimal", optimal_steps_dir=str(steps_dir), metric=metric, num_caches=k,
-                    num_bu_blocks=args.num_bu_blocks)
-                for k in args.num_caches
-            }
+            for k in args.num_caches:
+                optimal = dict(optimal_steps_dir=str(steps_dir), metric=metric, num_caches=k,
+                               num_bu_blocks=args.num_bu_blocks)
+                if "reuse" in args.strategy:
+                    configs[f"optimal_{k}_bu{args.num_bu_blocks}"] = CacheConfig("optimal", **optimal)
+                if "forecast" in args.strategy:
+                    configs |= {f"optimal_{k}_bu{args.num_bu_blocks}_forecast{order}": CacheConfig(
+                        "optimal", **optimal, strategy="forecast", forecast_order=order) for order in args.forecast_orders}
             if args.compile:
                 configs |= {f"{label}+compile": dataclasses.replace(c, compile=True, compile_mode=args.compile_mode)
                             for label, c in configs.items()}
@@ -114,7 +128,7 @@ def main(argv=None) -> int:
 
     for batch_size, rows in report["batches"].items():
         records = [  # cached modes; 'num_caches' labels a point (threshold: its update period)
-            {"mode": r["mode"], "num_caches": r.get("num_caches", r.get("cache_threshold")),
+            {"mode": _curve(r), "num_caches": r.get("num_caches", r.get("cache_threshold")),
              "speedup": r["speedup"], "action_error": r["action_rel_error"]}
             for r in rows if r["mode"] != "original"
         ]

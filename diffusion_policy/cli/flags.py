@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from diffusion_policy.acceleration.config import CACHE_MODES, COMPILE_MODES, CacheConfig
+from diffusion_policy.acceleration.config import CACHE_MODES, COMPILE_MODES, STRATEGIES, CacheConfig
 from diffusion_policy.common.threads import add_threads_argument
 
 CACHE_DEFAULTS = CacheConfig()
@@ -40,6 +40,48 @@ def mode_list(text: str) -> list[str]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown cache mode(s) {unknown}; choose from {', '.join(CACHE_MODES)}")
     return modes
+
+
+def strategy_list(text: str) -> list[str]:
+    values = name_list(text)
+    unknown = [v for v in values if v not in STRATEGIES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown cache strategy(s) {unknown}; choose from {', '.join(STRATEGIES)}")
+    return values
+
+
+def add_strategy_flags(parser: argparse.ArgumentParser, forecast_order: bool = True) -> None:
+    """--strategy (a list flag, like --num_caches: commands that run one setting take one value) and,
+    for commands that run a cache, --forecast_order."""
+    parser.add_argument("--strategy", type=strategy_list, default=[CACHE_DEFAULTS.strategy],
+                        help="between its update steps a block reuses its last output (reuse, BAC) or forecasts "
+                             "it from its last updates (forecast); schedules: the strategies to make "
+                             "schedules for, e.g. reuse,forecast (default reuse)")
+    if forecast_order:
+        parser.add_argument("--forecast_order", type=int, choices=(1, 2), default=CACHE_DEFAULTS.forecast_order,
+                            help="forecast: extrapolation order, 1 linear or 2 quadratic (default 1)")
+
+
+def add_calibration_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calibration", choices=("env", "dataset"), default="env",
+                        help="observations to calibrate on: first observations of test episodes, or dataset samples")
+    parser.add_argument("--calibration_episodes", type=int, default=None,
+                        help="env: calibrate on the first observation of this many test episodes (default 1)")
+    parser.add_argument("--calibration_samples", type=int, default=None,
+                        help="dataset: calibrate on this many samples spread over the dataset (default 1)")
+
+
+def calibration_count(args: argparse.Namespace) -> int:
+    """The number of calibration observations the flags ask for (ValueError on a mismatched flag)."""
+    if args.calibration == "env" and args.calibration_samples is not None:
+        raise ValueError("--calibration_samples goes with --calibration dataset; with env use --calibration_episodes")
+    if args.calibration == "dataset" and args.calibration_episodes is not None:
+        raise ValueError("--calibration_episodes goes with --calibration env; with dataset use --calibration_samples")
+    count = args.calibration_episodes if args.calibration == "env" else args.calibration_samples
+    count = 1 if count is None else count
+    if count < 1:
+        raise ValueError(f"the number of calibration observations must be >= 1, got {count}")
+    return count
 
 
 def single(values: list, flag: str):
@@ -105,6 +147,7 @@ def add_cache_flags(parser: argparse.ArgumentParser) -> None:
     add_metric_flag(parser)
     add_num_caches_flag(parser)
     add_num_bu_blocks_flag(parser)
+    add_strategy_flags(parser)
     add_cache_switches(parser)
 
 
@@ -136,6 +179,8 @@ def cache_config_from_args(args: argparse.Namespace, mode: str | None = None, **
         num_bu_blocks=args.num_bu_blocks,
         reuse_condition=not getattr(args, "no_condition_reuse", False),
         allow_foreign_schedule=getattr(args, "allow_foreign_schedule", False),
+        strategy=single(getattr(args, "strategy", [CACHE_DEFAULTS.strategy]), "--strategy"),
+        forecast_order=getattr(args, "forecast_order", CACHE_DEFAULTS.forecast_order),
         compile=getattr(args, "compile", False),
         compile_mode=getattr(args, "compile_mode", CACHE_DEFAULTS.compile_mode),
     )
@@ -181,6 +226,8 @@ def cache_config_flags(config: CacheConfig) -> list[str]:
     elif config.mode == "optimal":
         args += ["--optimal_steps_dir", str(config.optimal_steps_dir), "--metric", config.metric,
                  "--num_caches", str(config.num_caches), "--num_bu_blocks", str(config.num_bu_blocks)]
+    if config.strategy != "reuse":
+        args += ["--strategy", config.strategy, "--forecast_order", str(config.forecast_order)]
     if not config.reuse_condition:
         args.append("--no_condition_reuse")
     if config.allow_foreign_schedule:

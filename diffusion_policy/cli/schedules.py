@@ -4,7 +4,9 @@
         -c checkpoint/lift/latest.ckpt -o assets/lift -d cpu --num_caches 5,8,10,20
 
 writes assets/<task>/original/ (activations, similarity matrices, summary), optimal_steps/<metric>/
-num_caches_<k>.json + bubbling_union.json, and plots/ (unless --no_plots).
+num_caches_<k>.json + bubbling_union.json, and plots/ (unless --no_plots). --strategy forecast adds
+forecast_num_caches_<k>.json (update steps of least forecast error); --calibration_episodes K (or
+--calibration dataset --calibration_samples K) calibrates on K observations (mean of their costs).
 """
 
 import argparse
@@ -27,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(num_caches=SCHEDULED_NUM_CACHES)
     parser.add_argument("--force_recompute", action="store_true",
                         help="record activations and recompute all files, replacing what is there")
-    parser.add_argument("--calibration", choices=("env", "dataset"), default="env",
-                        help="observation to calibrate on: first test-episode observation, or first dataset sample")
+    flags.add_calibration_flags(parser)
+    flags.add_strategy_flags(parser, forecast_order=False)
     flags.add_steps_and_seed_flags(parser, seed_help="sampling seed of the calibration run")
     parser.add_argument("--no_plots", action="store_true", help="skip the PNG figures")
     return parser
@@ -54,12 +56,19 @@ def main(argv=None) -> int:
             raise ValueError(f"unknown --metric {','.join(unknown)}; choose from {', '.join(METRICS)}")
         if min(args.num_caches) < 1:
             raise ValueError(f"--num_caches must be >= 1, got {min(args.num_caches)}")
+        count = flags.calibration_count(args)
+        if "forecast" in args.strategy:
+            from diffusion_policy.activation_utils.forecast_schedule import FORECAST_METRICS
+
+            if any(m not in FORECAST_METRICS for m in args.metric):
+                raise ValueError(f"--strategy forecast needs --metric in {', '.join(FORECAST_METRICS)}, got "
+                                 f"{','.join(args.metric)}")
         set_threads(args.threads)  # calibration runs one env in this process: no workers beside it
         written = compute_optimal_schedules(
             args.checkpoint, args.output_dir, device=args.device, num_caches_list=tuple(args.num_caches),
             metrics=tuple(args.metric), force_recompute=args.force_recompute, source=args.calibration,
             seed=args.seed, num_inference_steps=args.num_inference_steps, make_plots=not args.no_plots,
-            trust_checkpoint=args.trust_checkpoint,
+            trust_checkpoint=args.trust_checkpoint, strategies=tuple(args.strategy), calibration_count=count,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
