@@ -20,8 +20,24 @@ from diffusion_policy.common.files import write_atomic, write_json_atomic, write
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoint" / "lift_lowdim" / "latest.ckpt"
-DEFAULT_ASSETS = REPO_ROOT / "assets" / "lift_lowdim"
+DEFAULT_TASK = "lift_lowdim"  # the quickest shipped checkpoint
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoint" / DEFAULT_TASK / "latest.ckpt"
+DEFAULT_ASSETS = REPO_ROOT / "assets" / DEFAULT_TASK
+
+
+def shipped_tasks(root: Path = REPO_ROOT) -> list[str]:
+    """Tasks with a shipped checkpoint: checkpoint/<task>/latest.ckpt."""
+    return sorted(p.parent.name for p in (Path(root) / "checkpoint").glob("*/latest.ckpt"))
+
+
+def task_paths(task: str, root: Path = REPO_ROOT) -> tuple[Path, Path, Path]:
+    """(checkpoint, assets dir, default output dir) of a shipped task; ValueError naming the shipped ones."""
+    tasks = shipped_tasks(root)
+    if task not in tasks:
+        raise ValueError(f"no shipped checkpoint for task {task!r} (checkpoint/{task}/latest.ckpt); shipped: "
+                         f"{', '.join(tasks) or 'none'}")
+    output = Path("results") / ("default" if task == DEFAULT_TASK else f"default_{task}")
+    return Path(root) / "checkpoint" / task / "latest.ckpt", Path(root) / "assets" / task, output
 
 
 @dataclass

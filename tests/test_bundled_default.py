@@ -9,12 +9,12 @@ import torch
 
 from diffusion_policy.acceleration import CacheConfig, apply_cache, cache_report
 from diffusion_policy.common.checkpoint import load_checkpoint
-from diffusion_policy.default_job import DEFAULT_CHECKPOINT
+from diffusion_policy.default_job import DEFAULT_CHECKPOINT, shipped_tasks, task_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-SHIPPED = sorted(p.parent.name for p in (REPO / "checkpoint").glob("*/latest.ckpt"))
+SHIPPED = shipped_tasks()
 
 
 def readme_command(task: str) -> str:
@@ -92,3 +92,19 @@ def test_two_run_sweep_on_the_bundled_default(tmp_path):
     rows = suite.aggregate(tmp_path / "results", plots=False)
     assert {r["mode"] for r in rows} == {"original", "threshold"}
     assert (tmp_path / "results" / "summary.md").is_file()
+
+
+def test_main_job_runs_any_shipped_task_and_names_the_shipped_ones(tmp_path, capsys):
+    from diffusion_policy.cli import default
+
+    for task in SHIPPED:
+        checkpoint, assets, output = task_paths(task)
+        assert checkpoint == REPO / "checkpoint" / task / "latest.ckpt" and assets == REPO / "assets" / task
+        assert output.name == ("default" if checkpoint == DEFAULT_CHECKPOINT else f"default_{task}")
+    (tmp_path / "checkpoint" / "made_up").mkdir(parents=True)
+    (tmp_path / "checkpoint" / "made_up" / "latest.ckpt").write_bytes(b"")
+    assert shipped_tasks(tmp_path) == ["made_up"]
+    assert default.main(["--task", "pusht_nope", "-o", str(tmp_path / "out")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.count("\n") == 0 and "no shipped checkpoint for task 'pusht_nope'" in line and "lift_lowdim" in line
+    assert not (tmp_path / "out").exists()

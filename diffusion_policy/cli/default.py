@@ -2,6 +2,7 @@
 
     bac-default           # short CPU run: 6 test episodes per mode (or python scripts/run_default.py)
     bac-default --full    # 50 test episodes per mode (the reported figures)
+    bac-default --task T  # any shipped checkpoint (checkpoint/<task>/latest.ckpt); default the quickest
 
 Modes: original, threshold (--cache_threshold) and optimal (--num_caches, --num_bu_blocks, --metric;
 the job runs the bundled Lift policy at num_caches 10 + Bubbling Union 3, where num_caches 5 costs
@@ -24,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n_test", type=int, default=None, help="test episodes per mode (default 6, --full 50)")
     parser.add_argument("--n_envs", type=int, default=None, help="parallel environments (default: one per episode)")
     flags.add_device_flags(parser)
-    flags.add_output_flag(parser, "results/default", "the per-mode results, summary and plot")
+    parser.add_argument("--task", default=None,
+                        help="shipped checkpoint to run (a folder of checkpoint/ with latest.ckpt; default lift_lowdim)")
+    flags.add_output_flag(parser, None, "the per-mode results, summary and plot (default results/default, "
+                                        "results/default_<task> for another task)")
     flags.add_cache_threshold_flag(parser)
     flags.add_metric_flag(parser)
     flags.add_num_caches_flag(parser)
@@ -47,12 +51,16 @@ def main(argv=None) -> int:
     from diffusion_policy.default_job import format_table, run_default_job
 
     try:
+        from diffusion_policy.default_job import DEFAULT_TASK, task_paths
+
+        checkpoint, assets_dir, output_dir = task_paths(args.task or DEFAULT_TASK)
         settings = JobSettings(
+            checkpoint=checkpoint, assets_dir=assets_dir,
             device=args.device, skip_video=args.skip_video, threads=args.threads, force_recompute=args.force_recompute,
             cache_threshold=flags.single(args.cache_threshold, "--cache_threshold"),
             metric=flags.single(args.metric, "--metric"), num_caches=flags.single(args.num_caches, "--num_caches"),
             num_bu_blocks=args.num_bu_blocks, seed=args.seed, num_inference_steps=args.num_inference_steps,
-            output_dir=Path(args.output_dir), compile=args.compile, compile_mode=args.compile_mode,
+            output_dir=Path(args.output_dir or output_dir), compile=args.compile, compile_mode=args.compile_mode,
         )
         settings.n_test = args.n_test or (50 if args.full else settings.n_test)
         settings.n_envs = args.n_envs or (25 if args.full else None)
