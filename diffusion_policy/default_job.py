@@ -58,6 +58,8 @@ class JobSettings:
     num_inference_steps: int | None = None  # denoising steps (None: the checkpoint's)
     threads: int | None = None  # torch threads; None: common.threads.default_threads
     force_recompute: bool = False  # recompute the schedules even when they are there for this model
+    strategy: str = "reuse"  # what cached blocks answer between updates: reuse (BAC) or forecast
+    forecast_order: int = 1
     compile: bool = False  # torch.compile the denoising step of every mode (acceleration/compile.py)
     compile_mode: str = "auto"
 
@@ -65,11 +67,12 @@ class JobSettings:
 def job_configs(settings: JobSettings) -> dict[str, CacheConfig]:
     steps_dir = str(Path(settings.assets_dir) / "optimal_steps" / settings.metric)
     compiled = dict(compile=settings.compile, compile_mode=settings.compile_mode)
+    cached = dict(strategy=settings.strategy, forecast_order=settings.forecast_order, **compiled)
     return {
         "original": CacheConfig("original", **compiled),
-        "threshold": CacheConfig("threshold", cache_threshold=settings.cache_threshold, **compiled),
+        "threshold": CacheConfig("threshold", cache_threshold=settings.cache_threshold, **cached),
         "optimal": CacheConfig("optimal", optimal_steps_dir=steps_dir, metric=settings.metric,
-                               num_caches=settings.num_caches, num_bu_blocks=settings.num_bu_blocks, **compiled),
+                               num_caches=settings.num_caches, num_bu_blocks=settings.num_bu_blocks, **cached),
     }
 
 
@@ -93,7 +96,8 @@ def run_default_job(settings: JobSettings) -> list[dict]:
     configs = job_configs(settings)
     compute_optimal_schedules(str(settings.checkpoint), str(settings.assets_dir), device=settings.device,
                               num_caches_list=(5, settings.num_caches), metrics=(settings.metric,),
-                              force_recompute=settings.force_recompute)
+                              force_recompute=settings.force_recompute,
+                              strategies=("reuse",) if settings.strategy == "reuse" else ("reuse", settings.strategy))
     eval_settings = EvalSettings(n_test=settings.n_test, n_train=0, n_envs=settings.n_envs,
                                  skip_video=settings.skip_video, seed=settings.seed, threads=settings.threads)
     rows = []

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force_recompute", action="store_true",
                         help="recompute the schedules even when they are there for this checkpoint")
     flags.add_steps_and_seed_flags(parser)
+    flags.add_strategy_flags(parser)
     flags.add_compile_flags(parser)
     return parser
 
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
             cache_threshold=flags.single(args.cache_threshold, "--cache_threshold"),
             metric=flags.single(args.metric, "--metric"), num_caches=flags.single(args.num_caches, "--num_caches"),
             num_bu_blocks=args.num_bu_blocks, seed=args.seed, num_inference_steps=args.num_inference_steps,
-            output_dir=Path(args.output_dir or output_dir), compile=args.compile, compile_mode=args.compile_mode,
+            output_dir=Path(args.output_dir or output_dir), strategy=flags.single(args.strategy, "--strategy"),
+            forecast_order=args.forecast_order, compile=args.compile, compile_mode=args.compile_mode,
         )
         settings.n_test = args.n_test or (50 if args.full else settings.n_test)
         settings.n_envs = args.n_envs or (25 if args.full else None)
