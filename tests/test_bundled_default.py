@@ -42,7 +42,8 @@ def test_shipped_checkpoint_matches_its_readme_row(task):
     assert row is not None, f"checkpoint/README.md has no table row for {task}/latest.ckpt"
     args = shlex.split(readme_command(task))
     overrides = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("--"))
-    assert f"--config-name={cfg.name}_workspace" in args
+    # the workspace config the cfg came from: <name>_workspace or a task variant <name>_<variant>_workspace
+    assert any(a.startswith(f"--config-name={cfg.name}") and a.endswith("_workspace") for a in args), args
     checks = {
         "task": cfg.task.name,
         "horizon": cfg.horizon,
@@ -108,3 +109,13 @@ def test_main_job_runs_any_shipped_task_and_names_the_shipped_ones(tmp_path, cap
     line = capsys.readouterr().err.strip()
     assert line.count("\n") == 0 and "no shipped checkpoint for task 'pusht_nope'" in line and "lift_lowdim" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_the_suite_lists_every_shipped_checkpoint():
+    from diffusion_policy.cli.suite import discover_tasks, find_checkpoints
+
+    specs = {spec.name: spec for spec in discover_tasks(REPO / "checkpoint")}
+    for task in SHIPPED:
+        assert task in specs, f"the suite does not find checkpoint/{task}"
+        found, _ = find_checkpoints(REPO / "checkpoint", specs[task], [0], ["latest"])
+        assert found == {0: {"latest": REPO / "checkpoint" / task / "latest.ckpt"}}
