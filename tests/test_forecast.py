@@ -221,3 +221,23 @@ def test_schedules_cli_calibrates_on_several_episodes_and_writes_forecast_schedu
     line = one_error_line(capsys, cli.main, ["-c", str(ckpt), "-o", str(tmp_path / "c"), "--strategy", "forecast",
                                              "--metric", "l1", "--num_caches", "3", "--no_plots"])
     assert "--strategy forecast needs --metric in cosine, l2, mse" in line
+
+
+def test_dataset_calibration_takes_samples_spread_over_the_dataset(tmp_path):
+    from omegaconf import OmegaConf
+
+    from diffusion_policy.activation_utils.calibrate import calibration_observations
+    from diffusion_policy.common.checkpoint import load_checkpoint
+    from tests.checkpoint_fixtures import write_tiny_checkpoint
+    from tests.test_datasets import _episodes, _pusht_episode, _write_zarr
+
+    policy, cfg = load_checkpoint(write_tiny_checkpoint(tmp_path / "tiny.ckpt", "pusht_lowdim"))
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+    cfg.task.dataset.zarr_path = _write_zarr(tmp_path / "pusht.zarr", _episodes(0, _pusht_episode))
+    observations = calibration_observations(cfg, policy, "dataset", 3)
+    assert len(observations) == 3 and observations[0]["obs"].shape == (1, policy.n_obs_steps, policy.obs_dim)
+    assert not torch.equal(observations[0]["obs"], observations[2]["obs"])
+    first = calibration_observations(cfg, policy, "dataset", 1)[0]
+    assert torch.equal(first["obs"], observations[0]["obs"])  # the first sample first
+    with pytest.raises(ValueError, match="--calibration_samples 100000 exceeds the dataset's"):
+        calibration_observations(cfg, policy, "dataset", 100000)
