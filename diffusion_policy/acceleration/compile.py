@@ -105,7 +105,8 @@ def compiled(fn: Callable, mode: Optional[str]) -> _CompiledFunction:
     return _COMPILED[key]
 
 
-def _detached(out, clone: bool):
+def _cloned_if(out, clone: bool):
+    """`out` (a tensor or a tuple of them), cloned when `clone` (a CUDA graph output outlives its replay)."""
     if not clone:
         return out
     if isinstance(out, tuple):
@@ -125,7 +126,7 @@ class CompiledForwardHook(ModelHook):
     def forward(self, module, call_next, sample, timestep, cond=None, **kwargs):
         if kwargs:
             return call_next(sample, timestep, cond, **kwargs)
-        return _detached(self.compiled(module, sample, timestep, cond), self.clone)
+        return _cloned_if(self.compiled(module, sample, timestep, cond), self.clone)
 
 
 def step_functions(mode: Optional[str]) -> tuple[Callable, Callable]:
@@ -142,7 +143,7 @@ def step_functions(mode: Optional[str]) -> tuple[Callable, Callable]:
 
     def full_cloned(*args):
         out, outputs = full(*args)
-        return out.clone(), _detached(outputs, True)
+        return out.clone(), _cloned_if(outputs, True)
 
     return reuse_cloned, full_cloned
 
@@ -168,7 +169,7 @@ class CompiledSchedulerUpdateHook(ModelHook):
             self._table = table
         out = self.compiled(table[3][index], model_output, sample, noise,
                             fused_step.kind, fused_step.prediction_type, fused_step.clip)
-        return _detached(out, self.clone)
+        return _cloned_if(out, self.clone)
 
 
 class StepMarkHook(ModelHook):
