@@ -34,20 +34,20 @@ def name_list(text: str) -> list[str]:
     return values
 
 
-def mode_list(text: str) -> list[str]:
-    modes = name_list(text)
-    unknown = [m for m in modes if m not in CACHE_MODES]
+def _choice_list(text: str, choices: tuple[str, ...], what: str) -> list[str]:
+    values = name_list(text)
+    unknown = [v for v in values if v not in choices]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown cache mode(s) {unknown}; choose from {', '.join(CACHE_MODES)}")
-    return modes
+        raise argparse.ArgumentTypeError(f"unknown {what}(s) {unknown}; choose from {', '.join(choices)}")
+    return values
+
+
+def mode_list(text: str) -> list[str]:
+    return _choice_list(text, CACHE_MODES, "cache mode")
 
 
 def strategy_list(text: str) -> list[str]:
-    values = name_list(text)
-    unknown = [v for v in values if v not in STRATEGIES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown cache strategy(s) {unknown}; choose from {', '.join(STRATEGIES)}")
-    return values
+    return _choice_list(text, STRATEGIES, "cache strategy")
 
 
 def add_strategy_flags(parser: argparse.ArgumentParser, forecast_order: bool = True) -> None:
