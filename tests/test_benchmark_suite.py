@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import diffusion_policy.cli.aggregate as agg
@@ -79,13 +80,14 @@ def planned_dirs(text: str) -> set[str]:
     return dirs
 
 
-def runs_of(task: str, seeds, kinds=("max", "latest"), modes=("original", "threshold", "optimal")) -> set[str]:
-    return {f"results/{task}/train_{s}/{k}/{m}" for s in seeds for k in kinds for m in modes}
+def runs_of(task: str, seeds, kinds=("max", "latest"), settings=("original", "threshold_5", "optimal_k5_bu3")
+            ) -> set[str]:
+    return {f"results/{task}/train_{s}/{k}/{m}" for s in seeds for k in kinds for m in settings}
 
 
 CAN_PH = runs_of("can_ph", [0]) | runs_of("can_ph", [1], kinds=["max"])
 CAN_MH = runs_of("can_mh", [0])
-KITCHEN = runs_of("kitchen", [0, 1, 2], modes=["original", "threshold"])  # no schedule: optimal left out
+KITCHEN = runs_of("kitchen", [0, 1, 2], settings=["original", "threshold_5"])  # no schedule: optimal left out
 LIFT_LOWDIM = runs_of("lift_lowdim", [0], kinds=["max"])  # flat: one checkpoint, no latest.ckpt
 
 
@@ -111,13 +113,13 @@ def test_command_of_one_run(tree):
 
     options = suite.EvalOptions(cache=CacheConfig(num_caches=5, num_bu_blocks=3),
                                 settings=EvalSettings(skip_video=True, n_test=2, max_steps=10))
-    plan = suite.plan_runs(device="cuda:0", tasks=["can_ph"], seeds=[0], ckpt_kinds=["max"], modes=["optimal"],
-                           options=options)
+    plan = suite.plan_runs(device="cuda:0", tasks=["can_ph"], seeds=[0], ckpt_kinds=["max"],
+                           grid=suite.CacheGrid(modes=("optimal",)), options=options)
     (run,) = plan.runs
-    assert run.name == "can_ph/train_0/max/optimal"
+    assert run.name == "can_ph/train_0/max/optimal_k5_bu3"
     best = "checkpoint/can_ph/diffusion_policy_transformer/train_0/checkpoints/epoch=0300-test_mean_score=1.000.ckpt"
     assert list(run.command[1:]) == [
-        "--checkpoint", best, "-o", "results/can_ph/train_0/max/optimal", "--device", "cuda:0",
+        "--checkpoint", best, "-o", "results/can_ph/train_0/max/optimal_k5_bu3", "--device", "cuda:0",
         "--cache_mode", "optimal", "--optimal_steps_dir", "assets/can_ph/optimal_steps/cosine", "--metric", "cosine",
         "--num_caches", "5", "--num_bu_blocks", "3", "--n_test", "2", "--max_steps", "10", "--seed", "0",
         "--latency_samples", "20", "--skip_video",
@@ -129,11 +131,11 @@ def test_command_of_one_run(tree):
     parsed = eval_cli.parse_args(list(run.command[1:]))
     assert flags.cache_config_from_args(parsed) == CacheConfig(mode="optimal", num_caches=5, num_bu_blocks=3,
                                                                optimal_steps_dir="assets/can_ph/optimal_steps/cosine")
-    assert run.log_path == "results/can_ph/train_0/max/optimal/run.log"
+    assert run.log_path == "results/can_ph/train_0/max/optimal_k5_bu3/run.log"
 
 
 def test_epochs_kind_adds_every_scored_checkpoint(tree):
-    plan = suite.plan_runs(tasks=["can_ph"], seeds=[0], ckpt_kinds=["epochs"], modes=["original"])
+    plan = suite.plan_runs(tasks=["can_ph"], seeds=[0], ckpt_kinds=["epochs"], grid=suite.CacheGrid(modes=("original",)))
     assert [r.name for r in plan.runs] == [f"can_ph/train_0/epoch_{e}/original" for e in ("0100", "0250", "0300")]
 
 
@@ -183,10 +185,17 @@ def test_schedules_plan_uses_train_0_max_and_skips_done(tree, capsys):
     assert "block_pushing: no checkpoints" in capsys.readouterr().out
 
 
-def write_result(run_dir: Path, score, speedup=1.0, flops=1e9, hz=80.0, cache=None) -> None:
+def write_result(run_dir: Path, score, speedup=1.0, flops=1e9, hz=80.0, cache=None, episodes=None,
+                 n_episodes=None) -> None:
+    """Hand-made result files; `episodes`: the test episodes' scores (their mean must be `score`);
+    `n_episodes`: test episodes without per-episode scores (as Kitchen's runner logs them)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = cache or {"mode": run_dir.name}
-    (run_dir / "eval_results.json").write_text(json.dumps({"mean_score": score, "cache": cache}))
+    metrics = {f"test/sim_max_reward_{100000 + i}": value for i, value in enumerate(episodes or ())}
+    rewards = [{"prefix": "test/", "seed": i, "rewards": [], "total_reward": 0.0, "max_reward": 0.0}
+               for i in range(n_episodes or len(episodes or ()))]
+    (run_dir / "eval_results.json").write_text(json.dumps({"mean_score": score, "cache": cache, "metrics": metrics,
+                                                          "episode_rewards": rewards}))
     (run_dir / "benchmark_results.json").write_text(json.dumps({
         "cache": cache, "speedup": speedup, "latency": {"median_ms": 100.0 / speedup},
         "latency_original": {"median_ms": 100.0}, "flops_per_predict_action": flops,
@@ -207,7 +216,7 @@ def test_existing_results_are_skipped_and_failures_reported(tree):
     calls = (tree / "calls.txt").read_text().split()
     assert sorted(calls) == sorted(r.output_dir for r in plan.runs)  # the existing run was not re-run
     failed = sorted(o.name for o in outcomes if not o.ok)
-    assert failed == ["can_mh/train_0/latest/threshold", "can_mh/train_0/max/threshold"]
+    assert failed == ["can_mh/train_0/latest/threshold_5", "can_mh/train_0/max/threshold_5"]
     assert all(o.returncode == 3 for o in outcomes if not o.ok) and len(lines) == 5
     for run in plan.runs:  # every run's output went to its own log, next to its results
         assert "fake eval" in Path(run.log_path).read_text()
@@ -228,7 +237,7 @@ def test_cli_exit_code_and_summary(tree, monkeypatch, capsys):
     assert "done: 4 ok, 2 failed, 0 skipped" in out
     assert out.count("FAILED") == 2 + 2  # progress lines + the final list
     rows = list(csv.DictReader(open(tree / "results/summary.csv")))
-    assert [(r["task"], r["mode"]) for r in rows] == [("can_mh", "original"), ("can_mh", "optimal")]
+    assert [(r["task"], r["setting"]) for r in rows] == [("can_mh", "original"), ("can_mh", "optimal_k5_bu3")]
     (tree / "fail_threshold").unlink()
     assert suite.main(["run", "--task", "can_mh", "--no_plots"]) == 0
     assert "done: 2 ok, 0 failed, 4 skipped" in capsys.readouterr().out
@@ -236,7 +245,7 @@ def test_cli_exit_code_and_summary(tree, monkeypatch, capsys):
 
 def test_ray_backend_runs_two_tiny_runs(tree):
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ray[default]' (the dist extra)")
-    plan = suite.plan_runs(tasks=["can_mh"], ckpt_kinds=["max"], modes=["original", "optimal"],
+    plan = suite.plan_runs(tasks=["can_mh"], ckpt_kinds=["max"], grid=suite.CacheGrid(modes=("original", "optimal")),
                            job_type=FakeEvalJob)
     assert len(plan.runs) == 2
     # the Ray workers import this module to run its FakeEvalJob
@@ -246,7 +255,7 @@ def test_ray_backend_runs_two_tiny_runs(tree):
         outcomes = suite.run_plan(plan.runs, backend="ray", report=lambda line: None)
     finally:
         ray.shutdown()
-    assert sorted(o.name for o in outcomes) == ["can_mh/train_0/max/optimal", "can_mh/train_0/max/original"]
+    assert sorted(o.name for o in outcomes) == ["can_mh/train_0/max/optimal_k5_bu3", "can_mh/train_0/max/original"]
     assert all(o.ok for o in outcomes)
     assert all(suite.is_complete(run) for run in plan.runs)
 
@@ -275,49 +284,137 @@ def test_aggregation_of_hand_made_results(tmp_path, capsys):
         write_result(res / f"can_ph/train_{seed}/latest/original", latest)
     for seed, (mx, latest, speedup) in enumerate([(1.0, 0.8, 3.0), (0.9, 0.6, 2.0)]):
         for kind, score in (("max", mx), ("latest", latest)):
-            write_result(res / f"can_ph/train_{seed}/{kind}/optimal", score, speedup, flops=4e8, hz=80 * speedup,
-                         cache=optimal)
+            write_result(res / f"can_ph/train_{seed}/{kind}/optimal_k5_bu3", score, speedup, flops=4e8,
+                         hz=80 * speedup, cache=optimal)
     # kitchen: one seed, last-10 over two epochs + latest; a corrupt benchmark file, a run without files
-    write_result(res / "kitchen/train_0/epoch_0100/threshold", 0.2, 2.0)
-    write_result(res / "kitchen/train_0/epoch_0200/threshold", 0.4, 2.0)
-    write_result(res / "kitchen/train_0/latest/threshold", 0.6, 2.0)
-    write_result(res / "kitchen/train_0/max/threshold", 0.5, 2.0)
-    (res / "kitchen/train_0/max/threshold/benchmark_results.json").write_text("{not json")
-    (res / "kitchen/train_1/max/threshold").mkdir(parents=True)
-    (res / "kitchen/train_1/max/threshold/run.log").write_text("crashed")
+    threshold = {"mode": "threshold", "cache_threshold": 5}
+    write_result(res / "kitchen/train_0/epoch_0100/threshold_5", 0.2, 2.0, cache=threshold)
+    write_result(res / "kitchen/train_0/epoch_0200/threshold_5", 0.4, 2.0, cache=threshold)
+    write_result(res / "kitchen/train_0/latest/threshold_5", 0.6, 2.0, cache=threshold)
+    write_result(res / "kitchen/train_0/max/threshold_5", 0.5, 2.0, cache=threshold)
+    (res / "kitchen/train_0/max/threshold_5/benchmark_results.json").write_text("{not json")
+    (res / "kitchen/train_1/max/threshold_5").mkdir(parents=True)
+    (res / "kitchen/train_1/max/threshold_5/run.log").write_text("crashed")
     (res / "benchmark_inference.json").write_text("{}")  # other files in results/ are ignored
 
     warnings = []
     rows = agg.aggregate(res, warn=warnings.append)
     assert len(rows) == 3 and len(warnings) == 3
-    assert any("kitchen/train_0/max/threshold/benchmark_results.json is unreadable" in w for w in warnings)
-    assert sum("kitchen/train_1/max/threshold/" in w and "is missing" in w for w in warnings) == 2
+    assert any("kitchen/train_0/max/threshold_5/benchmark_results.json is unreadable" in w for w in warnings)
+    assert sum("kitchen/train_1/max/threshold_5/" in w and "is missing" in w for w in warnings) == 2
 
-    table = {(r["task"], r["mode"]): r for r in csv.DictReader(open(res / "summary.csv"))}
-    assert list(table) == [("can_ph", "original"), ("can_ph", "optimal"), ("kitchen", "threshold")]
+    table = {(r["task"], r["setting"]): r for r in csv.DictReader(open(res / "summary.csv"))}
+    assert list(table) == [("can_ph", "original"), ("can_ph", "optimal_k5_bu3"), ("kitchen", "threshold_5")]
     expected = {  # by hand: mean and population std over the seeds
         ("can_ph", "original"): dict(success_max=0.9, success_max_std=0.1, success_last10=0.8,
                                      success_last10_std=0.1, speedup=1.0, flops_per_chunk=1e9,
                                      action_frequency_hz=80.0, n_runs=4),
-        ("can_ph", "optimal"): dict(success_max=0.95, success_max_std=0.05, success_last10=0.7,
-                                    success_last10_std=0.1, speedup=2.5, latency_ms=41.6666667,
-                                    flops_per_chunk=4e8, action_frequency_hz=200.0, n_runs=4),
-        ("kitchen", "threshold"): dict(success_max=0.5, success_max_std=0.0, success_last10=0.4,
-                                       success_last10_std=0.0, speedup=2.0, n_runs=4),
+        ("can_ph", "optimal_k5_bu3"): dict(success_max=0.95, success_max_std=0.05, success_last10=0.7,
+                                           success_last10_std=0.1, speedup=2.5, latency_ms=41.6666667,
+                                           flops_per_chunk=4e8, action_frequency_hz=200.0, n_runs=4),
+        ("kitchen", "threshold_5"): dict(success_max=0.5, success_max_std=0.0, success_last10=0.4,
+                                         success_last10_std=0.0, speedup=2.0, n_runs=4),
     }
     for key, values in expected.items():
         for column, value in values.items():
             assert float(table[key][column]) == pytest.approx(value), (key, column)
-    assert table[("can_ph", "optimal")]["cache"] == "optimal cosine k=5 bu=3"
-    assert table[("kitchen", "threshold")]["n_seeds_max"] == "1"
+    assert table[("can_ph", "optimal_k5_bu3")]["cache"] == "optimal cosine k=5 bu=3"
+    assert table[("can_ph", "optimal_k5_bu3")]["mode"] == "optimal"
+    assert table[("kitchen", "threshold_5")]["n_seeds_max"] == "1"
+    assert table[("can_ph", "original")]["success_max_se"] == ""  # no episodes recorded: unknown, not 0
 
     md = (res / "summary.md").read_text()
-    assert "| can_ph | optimal | optimal cosine k=5 bu=3 | 0.950 ± 0.050 (2) | 0.700 ± 0.100 (2) | 2.50× |" in md
+    assert "| can_ph | optimal cosine k=5 bu=3 | 0.950 (std 0.050, 2 seeds) | 0.700 (std 0.100, 2 seeds) | – | 2.50× |" in md
     for name in ("summary_success_vs_speedup.png", "summary_modes.png"):
         assert (res / name).read_bytes().startswith(PNG_MAGIC)
     assert not list(res.glob(".*.tmp"))
 
     assert agg.main([str(res), "--no_plots"]) == 0
-    assert "| kitchen | threshold |" in capsys.readouterr().out
+    assert "| kitchen | threshold every 5 |" in capsys.readouterr().out
     assert agg.main([str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_one_row_per_setting_with_the_standard_error_of_the_episodes(tmp_path):
+    """The paper's table on one seed: a row per cache setting in table order, success ± standard error."""
+    res = tmp_path / "results"
+    rng = np.random.default_rng(0)
+    settings = {  # written in a scrambled order; the table sorts them
+        "optimal_k10_bu3": {"mode": "optimal", "metric": "cosine", "num_caches": 10, "num_bu_blocks": 3},
+        "threshold_10": {"mode": "threshold", "cache_threshold": 10},
+        "optimal_k5_bu0": {"mode": "optimal", "metric": "cosine", "num_caches": 5, "num_bu_blocks": 0},
+        "optimal_k5_bu3_forecast1": {"mode": "optimal", "metric": "cosine", "num_caches": 5, "num_bu_blocks": 3,
+                                     "strategy": "forecast", "forecast_order": 1},
+        "original": {"mode": "original"},
+        "optimal_k8_bu3": {"mode": "optimal", "metric": "cosine", "num_caches": 8, "num_bu_blocks": 3},
+        "threshold_5": {"mode": "threshold", "cache_threshold": 5},
+        "optimal_k5_bu3": {"mode": "optimal", "metric": "cosine", "num_caches": 5, "num_bu_blocks": 3},
+    }
+    scores = {}
+    for name, cache in settings.items():
+        scores[name] = rng.uniform(0, 1, size=50)
+        write_result(res / f"pusht/train_0/latest/{name}", float(scores[name].mean()), cache=cache,
+                     episodes=scores[name].tolist())
+    # Kitchen logs no per-episode score: the binomial bound from its 50 test episodes
+    write_result(res / "kitchen/train_0/latest/original", 0.8, n_episodes=50)
+    rows = agg.aggregate(res, plots=False)
+    assert [r["setting"] for r in rows if r["task"] == "pusht"] == [
+        "original", "threshold_5", "threshold_10", "optimal_k5_bu0", "optimal_k5_bu3", "optimal_k8_bu3",
+        "optimal_k10_bu3", "optimal_k5_bu3_forecast1"]
+    for row in rows:
+        if row["task"] == "pusht":
+            episodes = scores[row["setting"]]
+            assert row["success_last10"] == pytest.approx(episodes.mean())
+            assert row["success_last10_se"] == pytest.approx(episodes.std(ddof=1) / np.sqrt(50))
+            assert row["n_episodes"] == 50 and row["success_max"] is None
+    (kitchen,) = [r for r in rows if r["task"] == "kitchen"]
+    assert kitchen["success_last10_se"] == pytest.approx(np.sqrt(0.8 * 0.2 / 50))
+    md = (res / "summary.md").read_text()
+    original = scores["original"]
+    assert f"| pusht | original | – | {original.mean():.3f} ± {original.std(ddof=1) / np.sqrt(50):.3f} | 50 |" in md
+    assert "| pusht | optimal cosine k=5 bu=3 forecast 1 |" in md
+    assert "| kitchen | original | – | 0.800 ± 0.057 | 50 |" in md
+
+
+def test_episode_scores_that_do_not_average_to_the_mean_are_left_out(tmp_path):
+    res = tmp_path / "results"
+    write_result(res / "pusht/train_0/latest/original", 0.9, episodes=[0.1, 0.2, 0.3])
+    warnings = []
+    (row,) = agg.aggregate(res, plots=False, warn=warnings.append)
+    assert row["success_last10"] == pytest.approx(0.9) and row["success_last10_se"] is None
+    assert any("do not average to mean_score" in w for w in warnings)
+
+
+def test_suite_grid_spans_the_papers_settings(tree, capsys):
+    """--cache_threshold 5,10 --num_caches 5,8,10 --num_bu_blocks 0,3: 1 + 2 + 6 settings per checkpoint,
+    each in its own results dir; a missing schedule leaves out exactly the settings that need it."""
+    for k in (8, 10):
+        touch(tree / f"assets/can_mh/optimal_steps/cosine/num_caches_{k}.json")
+    touch(tree / "assets/can_mh/optimal_steps/cosine/num_caches_10.json")
+    args = ["run", "--task", "can_mh", "--ckpt_kinds", "max", "--cache_threshold", "5,10", "--num_caches", "5,8,10",
+            "--num_bu_blocks", "0,3", "--dry_run"]
+    assert suite.main(args) == 0
+    out = capsys.readouterr().out
+    settings = ["original", "threshold_5", "threshold_10"] + [
+        f"optimal_k{k}_bu{bu}" for k in (5, 8, 10) for bu in (0, 3)]
+    assert planned_dirs(out) == {f"results/can_mh/train_0/max/{name}" for name in settings}
+    assert "--num_bu_blocks 0" in out and "--cache_threshold 10" in out
+    (tree / "assets/can_mh/optimal_steps/cosine/num_caches_8.json").unlink()
+    assert suite.main(args) == 0
+    out = capsys.readouterr().out
+    assert "results/can_mh/train_0/max/optimal_k8_bu0" not in planned_dirs(out)
+    assert len(planned_dirs(out)) == 7
+    assert sum("can_mh: no schedule" in line and "optimal_k8_bu0, optimal_k8_bu3 left out" in line
+               for line in out.splitlines()) == 1
+    assert suite.main(["run", "--task", "can_mh", "--num_bu_blocks", "-1", "--dry_run"]) == 2
+
+
+def test_setting_names():
+    from diffusion_policy.acceleration import CacheConfig
+
+    assert suite.setting_name(CacheConfig()) == "original"
+    assert suite.setting_name(CacheConfig("threshold", cache_threshold=10)) == "threshold_10"
+    optimal = dict(mode="optimal", optimal_steps_dir="x", num_caches=8, num_bu_blocks=0)
+    assert suite.setting_name(CacheConfig(**optimal)) == "optimal_k8_bu0"
+    assert suite.setting_name(CacheConfig(**optimal, metric="l2")) == "optimal_l2_k8_bu0"
+    assert suite.setting_name(CacheConfig(**optimal, strategy="forecast", forecast_order=2)) == "optimal_k8_bu0_forecast2"

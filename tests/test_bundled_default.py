@@ -84,14 +84,15 @@ def test_two_run_sweep_on_the_bundled_default(tmp_path):
     plan = suite.plan_runs(
         checkpoint_root=str(REPO / "checkpoint"), results_dir=str(tmp_path / "results"),
         assets_dir=str(REPO / "assets"), tasks=("lift_lowdim",), seeds=(0,), ckpt_kinds=("latest",),
-        modes=("original", "threshold"),
+        grid=suite.CacheGrid(modes=("original", "threshold")),
         options=suite.EvalOptions(settings=EvalSettings(skip_video=True, n_test=1, n_train=0, n_envs=1, max_steps=8)),
     )
     assert len(plan.runs) == 2
     outcomes = suite.run_plan(plan.runs, jobs=1)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     rows = suite.aggregate(tmp_path / "results", plots=False)
-    assert {r["mode"] for r in rows} == {"original", "threshold"}
+    assert [(r["setting"], r["mode"]) for r in rows] == [("original", "original"), ("threshold_5", "threshold")]
+    assert all(r["n_episodes"] == 1 for r in rows)
     assert (tmp_path / "results" / "summary.md").is_file()
 
 

@@ -2,11 +2,13 @@
 
     python scripts/aggregate_results.py results/
 
-Reads results/<task>/train_<i>/<kind>/<mode>/{eval_results,benchmark_results}.json (the tree
-scripts/benchmark_suite.py writes) and writes, atomically, results/summary.csv, results/summary.md,
-results/summary_success_vs_speedup.png and results/summary_modes.png.
+Reads results/<task>/train_<i>/<kind>/<setting>/{eval_results,benchmark_results}.json (the tree
+scripts/benchmark_suite.py writes; <setting> is one cache setting: original, threshold_5, optimal_k5_bu3, ...)
+and writes, atomically, results/summary.csv, results/summary.md, results/summary_success_vs_speedup.png and
+results/summary_modes.png.
 
-Per task and mode, success is reported the BAC-paper way:
+One row per task and cache setting, in table order (original, threshold by period, optimal by strategy,
+num_caches, BU blocks). Success is reported the BAC-paper way:
   success_max     the `max` checkpoint's mean_score, mean and std over training seeds.
   success_last10  per seed, the mean mean_score of the last 10 evaluated checkpoints, ordered
                   epoch_XXXX kinds by epoch, then `latest`. The paper averages the test scores of
@@ -14,6 +16,12 @@ Per task and mode, success is reported the BAC-paper way:
                   latest.ckpt, so with only `latest` evaluated this is latest's score. Then mean and
                   std over seeds.
   std is the population std (ddof=0) over seeds, 0 for a single seed.
+  se              the standard error from the episodes: per run, the sample std (ddof=1) of the test
+                  episodes' scores (`test/sim_max_reward_<seed>`, whose mean is mean_score) over the square
+                  root of their number; for a runner that logs no per-episode score (Kitchen, as the
+                  original), the binomial sqrt(p(1-p)/n) of its n test episodes (an upper bound for scores
+                  in [0, 1]); a mean of runs has sqrt(sum se_i^2) / n. This is the noise of a 50-episode
+                  evaluation, what decides whether a cached setting lost points.
 Speed, as the mean over every run of the task and mode (all seeds and kinds): speedup (original
 vs cached median latency, timed in the same run), latency, FLOPs per action chunk (= one
 predict_action, which yields n_action_steps actions) and action frequency in Hz.
@@ -39,10 +47,11 @@ MODE_ORDER = ("original", "threshold", "optimal")
 LAST_N = 10
 SEED_DIR = re.compile(r"^train_(\d+)$")
 EPOCH_KIND = re.compile(r"^epoch_(\d+)$")
+EPISODE_SCORE = re.compile(r"^(train|test)/sim_max_reward_(-?\d+)$")
 COLUMNS = (
-    "task", "mode", "cache",
-    "success_max", "success_max_std", "n_seeds_max",
-    "success_last10", "success_last10_std", "n_seeds_last10",
+    "task", "setting", "mode", "cache",
+    "success_max", "success_max_se", "success_max_std", "n_seeds_max",
+    "success_last10", "success_last10_se", "success_last10_std", "n_seeds_last10", "n_episodes",
     "speedup", "latency_ms", "latency_original_ms",
     "flops_per_chunk", "flops_per_chunk_original", "action_frequency_hz", "n_runs",
 )
@@ -50,20 +59,28 @@ COLUMNS = (
 
 @dataclass
 class RunRecord:
-    """One results/<task>/train_<seed>/<kind>/<mode>/ directory; None where its file lacked it."""
+    """One results/<task>/train_<seed>/<kind>/<setting>/ directory; None where its file lacked it."""
 
     task: str
     seed: int
     kind: str
-    mode: str
+    setting: str  # the run directory's name: one cache setting
     mean_score: Optional[float] = None
+    score_se: Optional[float] = None  # standard error of mean_score from its episodes
+    n_episodes: Optional[int] = None
     speedup: Optional[float] = None
     latency_ms: Optional[float] = None
     latency_original_ms: Optional[float] = None
     flops: Optional[float] = None
     flops_original: Optional[float] = None
     action_frequency_hz: Optional[float] = None
-    cache: Optional[str] = None
+    cache: Optional[str] = None  # describe_cache of the run's cache settings
+    cache_params: Optional[dict] = None  # the result file's `cache`
+
+    @property
+    def mode(self) -> str:
+        mode = (self.cache_params or {}).get("mode")
+        return mode if isinstance(mode, str) else self.setting.split("_")[0]
 
 
 def _warn(message: str) -> None:
@@ -71,13 +88,47 @@ def _warn(message: str) -> None:
 
 
 def describe_cache(cache: dict) -> str:
-    """'original', 'threshold every 5', 'optimal cosine k=5 bu=3' from a result file's `cache`."""
+    """'original', 'threshold every 5', 'optimal cosine k=5 bu=3 forecast 1' from a result file's `cache`."""
     mode = cache.get("mode", "?")
     if mode == "threshold":
-        return f"threshold every {cache.get('cache_threshold')}"
-    if mode == "optimal":
-        return f"optimal {cache.get('metric')} k={cache.get('num_caches')} bu={cache.get('num_bu_blocks')}"
-    return str(mode)
+        text = f"threshold every {cache.get('cache_threshold')}"
+    elif mode == "optimal":
+        text = f"optimal {cache.get('metric')} k={cache.get('num_caches')} bu={cache.get('num_bu_blocks')}"
+    else:
+        return str(mode)
+    if cache.get("strategy") == "forecast":
+        text += f" forecast {cache.get('forecast_order')}"
+    return text
+
+
+def episode_scores(evaluation: dict) -> list[float]:
+    """The per-episode scores behind an eval_results.json's mean_score: its test episodes' (its train
+    episodes' when it has no test episodes), from the runner's `<prefix>sim_max_reward_<seed>` metrics."""
+    metrics = evaluation.get("metrics")
+    if not isinstance(metrics, dict):
+        return []
+    by_prefix: dict[str, list[float]] = {}
+    for key, value in metrics.items():
+        match = EPISODE_SCORE.match(str(key))
+        if match and isinstance(value, (int, float)) and not isinstance(value, bool):
+            by_prefix.setdefault(match.group(1), []).append(float(value))
+    return by_prefix.get("test") or by_prefix.get("train") or []
+
+
+def standard_error(scores: list[float]) -> Optional[float]:
+    """Sample std (ddof=1) over sqrt(n); None below two scores."""
+    return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else None
+
+
+def episode_count(evaluation: dict) -> int:
+    """How many episodes stand behind mean_score: the test episodes (the train ones when there are none)."""
+    prefixes = [e.get("prefix") for e in evaluation.get("episode_rewards") or () if isinstance(e, dict)]
+    return prefixes.count("test/") or prefixes.count("train/")
+
+
+def binomial_standard_error(mean: float, n: int) -> Optional[float]:
+    """sqrt(p(1-p)/n): exact for 0/1 successes, an upper bound for scores in [0, 1]; None outside that."""
+    return float(np.sqrt(mean * (1 - mean) / n)) if n > 1 and 0.0 <= mean <= 1.0 else None
 
 
 def _read_json(path: Path, warn: Callable[[str], None]) -> Optional[dict]:
@@ -112,13 +163,24 @@ def load_records(results_dir, warn: Callable[[str], None] = _warn) -> list[RunRe
         seed_match = SEED_DIR.match(run_dir.parent.parent.name)
         if not run_dir.is_dir() or seed_match is None:
             continue
-        task, kind, mode = run_dir.parent.parent.parent.name, run_dir.parent.name, run_dir.name
-        record = RunRecord(task, int(seed_match.group(1)), kind, mode)
+        task, kind, setting = run_dir.parent.parent.parent.name, run_dir.parent.name, run_dir.name
+        record = RunRecord(task, int(seed_match.group(1)), kind, setting)
         evaluation = _read_json(run_dir / "eval_results.json", warn)
         if evaluation is not None:
             record.mean_score = _number(evaluation, "mean_score")
             if record.mean_score is None:
                 warn(f"{run_dir / 'eval_results.json'} has no numeric mean_score; success left out")
+            scores = episode_scores(evaluation)
+            if record.mean_score is None:
+                pass
+            elif scores and abs(np.mean(scores) - record.mean_score) > 1e-6:
+                warn(f"{run_dir / 'eval_results.json'}: its episode scores do not average to mean_score; "
+                     "standard error left out")
+            elif scores:
+                record.score_se, record.n_episodes = standard_error(scores), len(scores)
+            elif episode_count(evaluation):
+                record.n_episodes = episode_count(evaluation)
+                record.score_se = binomial_standard_error(record.mean_score, record.n_episodes)
         bench = _read_json(run_dir / "benchmark_results.json", warn)
         if bench is not None:
             record.speedup = _number(bench, "speedup")
@@ -128,7 +190,8 @@ def load_records(results_dir, warn: Callable[[str], None] = _warn) -> list[RunRe
             record.flops_original = _number(bench, "flops_per_predict_action_original")
             record.action_frequency_hz = _number(bench, "action_frequency_hz")
         cache = (bench or {}).get("cache") or (evaluation or {}).get("cache")
-        record.cache = describe_cache(cache) if isinstance(cache, dict) else None
+        if isinstance(cache, dict):
+            record.cache, record.cache_params = describe_cache(cache), cache
         if evaluation is not None or bench is not None:
             records.append(record)
     return records
@@ -142,43 +205,78 @@ def _std(values: list[float]) -> Optional[float]:
     return float(np.std(values)) if values else None
 
 
+def _se_of_mean(errors: list[Optional[float]]) -> Optional[float]:
+    """Standard error of a mean of independent estimates with these errors (None if one is unknown)."""
+    if not errors or any(e is None for e in errors):
+        return None
+    return float(np.sqrt(np.sum(np.square(errors))) / len(errors))
+
+
+def last_n(records: list[RunRecord], n: int = LAST_N) -> list[RunRecord]:
+    """One seed's last n scored checkpoints: epoch_XXXX kinds by epoch, then latest."""
+    ordered = sorted((int(EPOCH_KIND.match(r.kind).group(1)), i) for i, r in enumerate(records)
+                     if EPOCH_KIND.match(r.kind) and r.mean_score is not None)
+    chosen = [records[i] for _, i in ordered]
+    chosen += [r for r in records if r.kind == "latest" and r.mean_score is not None]
+    return chosen[-n:]
+
+
 def last_n_score(records: list[RunRecord], n: int = LAST_N) -> Optional[float]:
     """Mean score of one seed's last n checkpoints: epoch_XXXX kinds by epoch, then latest."""
-    ordered = sorted((int(EPOCH_KIND.match(r.kind).group(1)), r.mean_score)
-                     for r in records if EPOCH_KIND.match(r.kind) and r.mean_score is not None)
-    scores = [score for _, score in ordered]
-    scores += [r.mean_score for r in records if r.kind == "latest" and r.mean_score is not None]
-    return _mean(scores[-n:])
+    return _mean([r.mean_score for r in last_n(records, n)])
 
 
-def _mode_rank(mode: str) -> tuple[int, str]:
-    return (MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), mode)
+def setting_rank(setting: str, cache: Optional[dict]) -> tuple:
+    """Table order: original, threshold by period, optimal by strategy, order, metric, num_caches, BU blocks;
+    settings without a readable cache last, by name."""
+    cache = cache or {}
+    mode = cache.get("mode", setting.split("_")[0])
+    mode_rank = MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER)
+
+    def num(key: str) -> float:
+        value = cache.get(key)
+        return float(value) if isinstance(value, (int, float)) else float("inf")
+
+    forecast = cache.get("strategy") == "forecast"
+    return (mode_rank, num("cache_threshold") if mode == "threshold" else 0, forecast,
+            num("forecast_order") if forecast else 0, str(cache.get("metric", "")), num("num_caches"),
+            num("num_bu_blocks"), setting)
 
 
 def summarize(records: list[RunRecord], warn: Callable[[str], None] = _warn) -> list[dict]:
-    """One row (COLUMNS) per task and mode, sorted by task, then original/threshold/optimal."""
+    """One row (COLUMNS) per task and cache setting, sorted by task, then setting_rank."""
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:
-        groups.setdefault((record.task, record.mode), []).append(record)
+        groups.setdefault((record.task, record.setting), []).append(record)
+
+    def rank(key: tuple[str, str]) -> tuple:
+        params = next((r.cache_params for r in groups[key] if r.cache_params), None)
+        return (key[0], setting_rank(key[1], params))
+
     rows = []
-    for (task, mode) in sorted(groups, key=lambda key: (key[0], _mode_rank(key[1]))):
-        runs = groups[(task, mode)]
+    for (task, setting) in sorted(groups, key=rank):
+        runs = groups[(task, setting)]
         seeds = sorted({r.seed for r in runs})
-        max_scores = [r.mean_score for r in runs if r.kind == "max" and r.mean_score is not None]
-        last_scores = [s for s in (last_n_score([r for r in runs if r.seed == seed]) for seed in seeds)
-                       if s is not None]
+        max_runs = [r for r in runs if r.kind == "max" and r.mean_score is not None]
+        last_runs = [chosen for chosen in (last_n([r for r in runs if r.seed == seed]) for seed in seeds) if chosen]
+        last_scores = [_mean([r.mean_score for r in chosen]) for chosen in last_runs]
+        last_errors = [_se_of_mean([r.score_se for r in chosen]) for chosen in last_runs]
         caches = sorted({r.cache for r in runs if r.cache})
         if len(caches) > 1:
-            warn(f"{task}/{mode} mixes cache settings ({'; '.join(caches)}); speed averaged over all of them")
+            warn(f"{task}/{setting} mixes cache settings ({'; '.join(caches)}); speed averaged over all of them")
+        episodes = sorted({r.n_episodes for r in runs if r.n_episodes})
 
         def mean_of(attr: str) -> Optional[float]:
             return _mean([getattr(r, attr) for r in runs if getattr(r, attr) is not None])
 
         rows.append({
-            "task": task, "mode": mode, "cache": "; ".join(caches),
-            "success_max": _mean(max_scores), "success_max_std": _std(max_scores), "n_seeds_max": len(max_scores),
-            "success_last10": _mean(last_scores), "success_last10_std": _std(last_scores),
-            "n_seeds_last10": len(last_scores),
+            "task": task, "setting": setting, "mode": runs[0].mode, "cache": "; ".join(caches),
+            "success_max": _mean([r.mean_score for r in max_runs]),
+            "success_max_se": _se_of_mean([r.score_se for r in max_runs]),
+            "success_max_std": _std([r.mean_score for r in max_runs]), "n_seeds_max": len(max_runs),
+            "success_last10": _mean(last_scores), "success_last10_se": _se_of_mean(last_errors),
+            "success_last10_std": _std(last_scores), "n_seeds_last10": len(last_scores),
+            "n_episodes": episodes[0] if len(episodes) == 1 else None,
             "speedup": mean_of("speedup"), "latency_ms": mean_of("latency_ms"),
             "latency_original_ms": mean_of("latency_original_ms"),
             "flops_per_chunk": mean_of("flops"), "flops_per_chunk_original": mean_of("flops_original"),
@@ -203,8 +301,12 @@ def write_csv(rows: list[dict], path) -> Path:
     return _write_text(Path(path), buffer.getvalue())
 
 
-def _score_cell(mean: Optional[float], std: Optional[float], n: int) -> str:
-    return "–" if mean is None else f"{mean:.3f} ± {std:.3f} ({n})"
+def _score_cell(mean: Optional[float], se: Optional[float], std: Optional[float], n: int) -> str:
+    """'0.777 ± 0.030' (± the episodes' standard error); over several seeds also their std and count."""
+    if mean is None:
+        return "–"
+    text = f"{mean:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+    return text + (f" (std {std:.3f}, {n} seeds)" if n > 1 else "")
 
 
 def _cell(value: Optional[float], fmt: str) -> str:
@@ -212,15 +314,16 @@ def _cell(value: Optional[float], fmt: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    header = ("| task | mode | cache | success max (seeds) | success last-10 (seeds) | speedup | latency ms "
+    header = ("| task | setting | success max | success last-10 | episodes | speedup | latency ms "
               "| GFLOPs / chunk | action Hz | runs |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for row in rows:
         gflops = None if row["flops_per_chunk"] is None else row["flops_per_chunk"] / 1e9
         lines.append(" ".join([
-            f"| {row['task']} | {row['mode']} | {row['cache'] or '–'} |",
-            f"{_score_cell(row['success_max'], row['success_max_std'], row['n_seeds_max'])} |",
-            f"{_score_cell(row['success_last10'], row['success_last10_std'], row['n_seeds_last10'])} |",
+            f"| {row['task']} | {row['cache'] or row['setting']} |",
+            f"{_score_cell(row['success_max'], row['success_max_se'], row['success_max_std'], row['n_seeds_max'])} |",
+            f"{_score_cell(row['success_last10'], row['success_last10_se'], row['success_last10_std'], row['n_seeds_last10'])} |",
+            f"{row['n_episodes'] or '–'} |",
             f"{_cell(row['speedup'], '.2f')}{'×' if row['speedup'] is not None else ''} |",
             f"{_cell(row['latency_ms'], '.1f')} | {_cell(gflops, '.3f')} |",
             f"{_cell(row['action_frequency_hz'], '.1f')} | {row['n_runs']} |",
@@ -230,11 +333,12 @@ def markdown_table(rows: list[dict]) -> str:
 
 def write_markdown(rows: list[dict], path) -> Path:
     notes = (
-        "\nsuccess: mean ± std (population, over training seeds) of mean_score; `max` = the best-scored "
-        "checkpoint, `last-10` = per seed the mean over the last 10 evaluated checkpoints (only latest.ckpt "
-        "in the released tree, so its score). Speedup, latency, FLOPs per action chunk (one predict_action) "
-        "and action frequency: mean over every run of the task and mode; speedup is against the original "
-        "policy timed in the same run.\n"
+        "\nsuccess: mean_score ± its standard error from the test episodes (sample std / sqrt(episodes), or the "
+        "binomial sqrt(p(1-p)/n) where the runner logs no per-episode score; for a mean over seeds or checkpoints, sqrt(sum se²) / n), with the std over training seeds where there are "
+        "several. `max` = the best-scored checkpoint, `last-10` = per seed the mean over the last 10 evaluated "
+        "checkpoints (only latest.ckpt in the released tree, so its score). Speedup, latency, GFLOPs per action "
+        "chunk (one predict_action) and action frequency: mean over every run of the task and setting; speedup "
+        "is against the original policy timed in the same run.\n"
     )
     return _write_text(Path(path), "# Benchmark summary\n\n" + markdown_table(rows) + notes)
 
@@ -243,71 +347,85 @@ def write_markdown(rows: list[dict], path) -> Path:
 
 
 def _success(row: dict) -> tuple[Optional[float], float]:
-    """(success, std) for plotting: max checkpoint, else last-10."""
-    if row["success_max"] is not None:
-        return row["success_max"], row["success_max_std"]
-    return row["success_last10"], row["success_last10_std"] or 0.0
+    """(success, error bar) for plotting: max checkpoint, else last-10; the bar is the episodes' standard
+    error (the seeds' std where unknown)."""
+    for key in ("success_max", "success_last10"):
+        if row[key] is not None:
+            error = row[f"{key}_se"] if row[f"{key}_se"] is not None else row[f"{key}_std"]
+            return row[key], error or 0.0
+    return None, 0.0
 
 
 def _save_png(fig, path: Path) -> Path:
     return write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
+def _settings_in_order(rows: list[dict]) -> list[str]:
+    """Every row's label (cache description, else setting), in the rows' (table) order."""
+    return list(dict.fromkeys(r["cache"] or r["setting"] for r in rows))
+
+
 def plot_success_vs_speedup(rows: list[dict], path) -> Optional[Path]:
-    """One panel per task: a point per mode at (speedup, success) with the seed std as error bar."""
+    """One panel per task: a point per setting at (speedup, success), the standard error as error bar,
+    the original's score as a line with its band."""
     tasks = sorted({r["task"] for r in rows if r["speedup"] is not None and _success(r)[0] is not None})
     if not tasks:
         return None
-    modes = sorted({r["mode"] for r in rows}, key=_mode_rank)
-    colors = {mode: f"C{i}" for i, mode in enumerate(modes)}
-    ncols = min(4, len(tasks))
+    colors = {label: f"C{i % 10}" for i, label in enumerate(_settings_in_order(rows))}
+    markers = {"original": "s", "threshold": "^", "optimal": "o"}
+    ncols = min(3, len(tasks))
     nrows = -(-len(tasks) // ncols)
     from matplotlib.figure import Figure  # here: --help stays instant
 
-    fig = Figure(figsize=(3.4 * ncols, 3.0 * nrows), layout="constrained")
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, task in zip(axes, tasks):
         for row in rows:
-            success, std = _success(row)
+            success, error = _success(row)
             if row["task"] != task or row["speedup"] is None or success is None:
                 continue
-            ax.errorbar(row["speedup"], success, yerr=std, fmt="o", color=colors[row["mode"]], capsize=3,
-                        label=row["mode"])
+            label = row["cache"] or row["setting"]
+            if row["mode"] == "original":
+                ax.axhline(success, color="gray", linewidth=0.8)
+                ax.axhspan(success - error, success + error, color="gray", alpha=0.15)
+            ax.errorbar(row["speedup"], success, yerr=error, fmt=markers.get(row["mode"], "o"), color=colors[label],
+                        capsize=3, label=label)
         ax.set_title(task)
         ax.set_xlabel("speedup (×)")
         ax.set_ylabel("success")
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small")
     for ax in axes[len(tasks):]:
         ax.set_visible(False)
     return _save_png(fig, Path(path))
 
 
 def plot_mode_bars(rows: list[dict], path) -> Optional[Path]:
-    """Two panels, success and speedup: per task, one bar per mode."""
+    """Two panels, success (± standard error) and speedup: per task, one bar per setting."""
     tasks = sorted({r["task"] for r in rows})
-    modes = sorted({r["mode"] for r in rows}, key=_mode_rank)
+    labels = _settings_in_order(rows)
     if not tasks:
         return None
-    by_key = {(r["task"], r["mode"]): r for r in rows}
-    width = 0.8 / len(modes)
+    by_key = {(r["task"], r["cache"] or r["setting"]): r for r in rows}
+    width = 0.8 / len(labels)
     x = np.arange(len(tasks))
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(6.0, 1.2 * len(tasks) * max(1, len(modes)) / 2 + 2), 6.0), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 0.35 * len(tasks) * len(labels) + 3), 6.5), layout="constrained")
     ax_success, ax_speed = fig.subplots(2, 1, sharex=True)
-    for i, mode in enumerate(modes):
-        rows_of_mode = [by_key.get((task, mode)) for task in tasks]
-        success = [(_success(r) if r else (None, 0.0)) for r in rows_of_mode]
-        offsets = x + (i - (len(modes) - 1) / 2) * width
+    for i, label in enumerate(labels):
+        rows_of_setting = [by_key.get((task, label)) for task in tasks]
+        success = [(_success(r) if r else (None, 0.0)) for r in rows_of_setting]
+        offsets = x + (i - (len(labels) - 1) / 2) * width
         ax_success.bar(offsets, [s if s is not None else 0.0 for s, _ in success], width,
-                       yerr=[e if s is not None else 0.0 for s, e in success], capsize=2, label=mode, color=f"C{i}")
-        ax_speed.bar(offsets, [(r["speedup"] or 0.0) if r else 0.0 for r in rows_of_mode], width,
-                     label=mode, color=f"C{i}")
+                       yerr=[e if s is not None else 0.0 for s, e in success], capsize=2, label=label,
+                       color=f"C{i % 10}")
+        ax_speed.bar(offsets, [(r["speedup"] or 0.0) if r else 0.0 for r in rows_of_setting], width,
+                     label=label, color=f"C{i % 10}")
     ax_success.set_ylabel("success")
     ax_success.set_ylim(0, 1.05)
-    ax_success.legend(fontsize="small", ncols=len(modes))
+    ax_success.legend(fontsize="x-small", ncols=min(4, len(labels)))
     ax_speed.set_ylabel("speedup (×)")
     ax_speed.axhline(1.0, color="gray", linewidth=0.8)
     ax_speed.set_xticks(x, tasks, rotation=30, ha="right")
@@ -326,7 +444,7 @@ def aggregate(results_dir="results", plots: bool = True, warn: Callable[[str], N
         raise ValueError(f"results dir {results_dir} does not exist; run shs/benchmark/run_all_benchmarks.sh first")
     rows = summarize(load_records(results_dir, warn), warn)
     if not rows:
-        raise ValueError(f"no results under {results_dir}/<task>/train_<i>/<kind>/<mode>/; "
+        raise ValueError(f"no results under {results_dir}/<task>/train_<i>/<kind>/<setting>/; "
                          "run shs/benchmark/run_all_benchmarks.sh first")
     write_csv(rows, results_dir / "summary.csv")
     write_markdown(rows, results_dir / "summary.md")

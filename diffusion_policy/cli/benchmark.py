@@ -11,6 +11,7 @@ computed for this model first (calibrated on one observation).
 
 import argparse
 import dataclasses
+import itertools
 import platform
 import sys
 import tempfile
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_metric_flag(p)
     flags.add_num_caches_flag(p)
     flags.add_num_bu_blocks_flag(p)
-    p.set_defaults(cache_threshold=[5, 10], num_caches=[5, 10], num_bu_blocks=3)  # the modes the paper compares
+    p.set_defaults(cache_threshold=[5, 10], num_caches=[5, 10], num_bu_blocks=[3])  # the modes the paper compares
     flags.add_strategy_flags(p, forecast_order=False)
     p.add_argument("--strategies", dest="strategy", type=flags.strategy_list, help=argparse.SUPPRESS)  # issue spelling
     p.add_argument("--forecast_orders", type=flags.int_list, default=[1, 2],
@@ -89,13 +90,12 @@ def main(argv=None) -> int:
                 steps_dir = schedules_for(policy, cfg, tmp, metric, args.num_caches, strategies=tuple(args.strategy))
             configs = {"original": CacheConfig("original")}
             configs |= {f"threshold_{t}": CacheConfig("threshold", cache_threshold=t) for t in args.cache_threshold}
-            for k in args.num_caches:
-                optimal = dict(optimal_steps_dir=str(steps_dir), metric=metric, num_caches=k,
-                               num_bu_blocks=args.num_bu_blocks)
+            for k, bu in itertools.product(args.num_caches, args.num_bu_blocks):
+                optimal = dict(optimal_steps_dir=str(steps_dir), metric=metric, num_caches=k, num_bu_blocks=bu)
                 if "reuse" in args.strategy:
-                    configs[f"optimal_{k}_bu{args.num_bu_blocks}"] = CacheConfig("optimal", **optimal)
+                    configs[f"optimal_{k}_bu{bu}"] = CacheConfig("optimal", **optimal)
                 if "forecast" in args.strategy:
-                    configs |= {f"optimal_{k}_bu{args.num_bu_blocks}_forecast{order}": CacheConfig(
+                    configs |= {f"optimal_{k}_bu{bu}_forecast{order}": CacheConfig(
                         "optimal", **optimal, strategy="forecast", forecast_order=order) for order in args.forecast_orders}
             if args.compile:
                 configs |= {f"{label}+compile": dataclasses.replace(c, compile=True, compile_mode=args.compile_mode)

@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     try:
         set_threads(args.threads)
         metric = flags.single(args.metric, "--metric")
+        num_bu_blocks = flags.single(args.num_bu_blocks, "--num_bu_blocks")
         if args.heldout < 1 or min(args.counts) < 1:
             raise ValueError("--counts and --heldout must be >= 1")
         policy, cfg = load_checkpoint(args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint)
@@ -76,13 +77,13 @@ def main(argv=None) -> int:
                 for strategy in args.strategy:
                     for num_caches in args.num_caches:
                         apply_cache(policy, CacheConfig("optimal", optimal_steps_dir=str(steps_dir), metric=metric,
-                                                        num_caches=num_caches, num_bu_blocks=args.num_bu_blocks,
+                                                        num_caches=num_caches, num_bu_blocks=num_bu_blocks,
                                                         strategy=strategy))
                         errors = [float((actions(policy, obs) - ref).norm() / ref.norm().clamp_min(1e-12))
                                   for obs, ref in zip(heldout, reference)]
                         apply_cache(policy, CacheConfig("original"))
                         rows.append({"calibration_observations": count, "strategy": strategy, "num_caches": num_caches,
-                                     "num_bu_blocks": args.num_bu_blocks, "heldout": len(heldout),
+                                     "num_bu_blocks": num_bu_blocks, "heldout": len(heldout),
                                      "action_rel_error_mean": float(np.mean(errors)),
                                      "action_rel_error_sem": float(np.std(errors, ddof=1) / np.sqrt(len(errors)))
                                      if len(errors) > 1 else 0.0})

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             device=args.device, skip_video=args.skip_video, threads=args.threads, force_recompute=args.force_recompute,
             cache_threshold=flags.single(args.cache_threshold, "--cache_threshold"),
             metric=flags.single(args.metric, "--metric"), num_caches=flags.single(args.num_caches, "--num_caches"),
-            num_bu_blocks=args.num_bu_blocks, seed=args.seed, num_inference_steps=args.num_inference_steps,
+            num_bu_blocks=flags.single(args.num_bu_blocks, "--num_bu_blocks"), seed=args.seed, num_inference_steps=args.num_inference_steps,
             output_dir=Path(args.output_dir or output_dir), strategy=flags.single(args.strategy, "--strategy"),
             forecast_order=args.forecast_order, compile=args.compile, compile_mode=args.compile_mode,
         )

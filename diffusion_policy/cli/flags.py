@@ -2,7 +2,7 @@
 
 One spelling per concept across all commands (bac-eval, bac-schedules, bac-collect, bac-benchmark,
 bac-suite, bac-default). Cache defaults are CacheConfig's. Flags whose concept can take several
-values (`--num_caches`, `--metric`, `--cache_threshold`, `--cache_mode`) always parse a comma-separated
+values (`--num_caches`, `--num_bu_blocks`, `--metric`, `--cache_threshold`, `--cache_mode`, `--strategy`) always parse a comma-separated
 list; a command that runs one setting takes exactly one value (`single`). `-o/--output_dir` is always
 a directory. Nothing here imports torch: `--help` stays instant.
 """
@@ -134,8 +134,9 @@ def add_num_caches_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_num_bu_blocks_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num_bu_blocks", type=int, default=CACHE_DEFAULTS.num_bu_blocks,
-                        help=f"optimal mode: blocks refreshed by Bubbling Union (default {CACHE_DEFAULTS.num_bu_blocks})")
+    parser.add_argument("--num_bu_blocks", type=int_list, default=[CACHE_DEFAULTS.num_bu_blocks], metavar="B[,B]",
+                        help="optimal mode: blocks refreshed by Bubbling Union "
+                             f"(default {CACHE_DEFAULTS.num_bu_blocks})")
 
 
 def add_cache_flags(parser: argparse.ArgumentParser) -> None:
@@ -169,17 +170,19 @@ def add_compile_flags(parser: argparse.ArgumentParser, help: str | None = None) 
 
 
 def cache_config_from_args(args: argparse.Namespace, mode: str | None = None, **overrides) -> CacheConfig:
-    """The CacheConfig of one setting named by the parsed flags (list flags must hold one value)."""
-    fields = dict(
-        mode=mode if mode is not None else single(args.cache_mode, "--cache_mode"),
-        cache_threshold=single(args.cache_threshold, "--cache_threshold"),
+    """The CacheConfig of one setting named by the parsed flags (list flags must hold one value, unless
+    `overrides` sets their field)."""
+    if mode is not None:
+        overrides["mode"] = mode
+    list_flags = {"mode": ("cache_mode", "--cache_mode"), "cache_threshold": ("cache_threshold", "--cache_threshold"),
+                  "metric": ("metric", "--metric"), "num_caches": ("num_caches", "--num_caches"),
+                  "num_bu_blocks": ("num_bu_blocks", "--num_bu_blocks"), "strategy": ("strategy", "--strategy")}
+    fields = {name: single(getattr(args, dest, [getattr(CACHE_DEFAULTS, name)]), flag)
+              for name, (dest, flag) in list_flags.items() if name not in overrides}
+    fields |= dict(
         optimal_steps_dir=getattr(args, "optimal_steps_dir", None),
-        metric=single(args.metric, "--metric"),
-        num_caches=single(args.num_caches, "--num_caches"),
-        num_bu_blocks=args.num_bu_blocks,
         reuse_condition=not getattr(args, "no_condition_reuse", False),
         allow_foreign_schedule=getattr(args, "allow_foreign_schedule", False),
-        strategy=single(getattr(args, "strategy", [CACHE_DEFAULTS.strategy]), "--strategy"),
         forecast_order=getattr(args, "forecast_order", CACHE_DEFAULTS.forecast_order),
         compile=getattr(args, "compile", False),
         compile_mode=getattr(args, "compile_mode", CACHE_DEFAULTS.compile_mode),

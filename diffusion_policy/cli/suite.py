@@ -3,8 +3,10 @@
     bac-suite schedules --device cuda:0 --num_caches 5 [--ph_only|--mh_only|--lowdim_only]
     bac-suite run --device cuda:0 --skip_video [--task can_ph] [--jobs 4] [--dry_run]
 
-`run` evaluates original, threshold (--cache_threshold, default 5) and optimal (--num_caches, default 5,
-with Bubbling Union: --num_bu_blocks defaults to 3 here, the paper's BAC) for every checkpoint.
+`run` evaluates, for every checkpoint, the grid of cache settings the flags span: original; threshold at
+each --cache_threshold (default 5); optimal at each --num_caches (default 5) x --num_bu_blocks (default 3
+here, the paper's BAC: ACS + Bubbling Union) x --strategy. The paper's table:
+    bac-suite run --cache_threshold 5,10 --num_caches 5,8,10 --num_bu_blocks 0,3 --n_test 50 --n_train 0
 
 This file is the one place that knows the task list, the checkpoint tree and the filters. A run is a
 typed job (EvalJob: `evaluate_checkpoint` with a CacheConfig and EvalSettings; ScheduleJob:
@@ -19,8 +21,10 @@ its own torch threads, envs, crash and log); the equivalent bac-* command line i
 In each checkpoints dir, `max` is the epoch=XXXX-test_mean_score=Y.YYY.ckpt with the highest score
 (ties: the later epoch) and `latest` is latest.ckpt; `epochs` adds every scored file as epoch_XXXX.
 Schedules go to assets/<task>/ from train_0's max checkpoint and serve every seed and kind, as in
-the original. One benchmark run writes results/<task>/train_<i>/<kind>/<mode>/{eval_results.json,
-benchmark_results.json, run.log}; runs whose two JSON files are already there are skipped.
+the original. One benchmark run writes results/<task>/train_<i>/<kind>/<setting>/{eval_results.json,
+benchmark_results.json, run.log}, <setting> being `setting_name` of its cache (original, threshold_5,
+optimal_k5_bu3, optimal_k5_bu3_forecast1, optimal_l2_k5_bu0); runs whose two JSON files are already there
+are skipped.
 """
 
 from __future__ import annotations
@@ -117,17 +121,21 @@ class ScheduleJob:
     metrics: tuple[str, ...] = ("cosine",)
     force_recompute: bool = False
     trust_checkpoint: bool = False
+    strategies: tuple[str, ...] = ("reuse",)
 
     def run(self) -> None:
         from diffusion_policy.activation_utils.calibrate import compute_optimal_schedules
 
         compute_optimal_schedules(self.checkpoint, self.output_dir, device=self.device,
                                   num_caches_list=tuple(self.num_caches), metrics=tuple(self.metrics),
-                                  force_recompute=self.force_recompute, trust_checkpoint=self.trust_checkpoint)
+                                  force_recompute=self.force_recompute, trust_checkpoint=self.trust_checkpoint,
+                                  strategies=tuple(self.strategies))
 
     def command(self) -> list[str]:
         args = ["bac-schedules", "-c", self.checkpoint, "-o", self.output_dir, "-d", self.device,
                 "--num_caches", ",".join(map(str, self.num_caches)), "--metric", ",".join(self.metrics)]
+        if tuple(self.strategies) != ("reuse",):
+            args += ["--strategy", ",".join(self.strategies)]
         return args + ["--force_recompute"] * self.force_recompute + ["--trust_checkpoint"] * self.trust_checkpoint
 
 
@@ -174,6 +182,54 @@ class EvalOptions:
     settings: EvalSettings = field(default_factory=EvalSettings)
     num_inference_steps: Optional[int] = None
     trust_checkpoint: bool = False
+
+
+@dataclass(frozen=True)
+class CacheGrid:
+    """The cache settings a suite run compares: every mode, threshold mode at every period, optimal mode
+    at every num_caches x num_bu_blocks x strategy (the rest of each setting: EvalOptions.cache)."""
+
+    modes: tuple[str, ...] = MODES
+    cache_thresholds: tuple[int, ...] = (5,)
+    num_caches: tuple[int, ...] = (5,)
+    num_bu_blocks: tuple[int, ...] = (3,)
+    strategies: tuple[str, ...] = ("reuse",)
+
+    def settings(self, base: CacheConfig, optimal_steps_dir: Optional[str] = None) -> list[CacheConfig]:
+        """One CacheConfig per setting, in table order; optimal ones read schedules from optimal_steps_dir."""
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise ValueError(f"unknown mode {', '.join(bad)}; modes: {', '.join(MODES)}")
+        configs = []
+        for mode in MODES:  # table order, whatever order the flags gave
+            if mode not in self.modes:
+                continue
+            if mode == "original":
+                configs.append(dataclasses.replace(base, mode="original", optimal_steps_dir=None))
+            elif mode == "threshold":
+                configs += [dataclasses.replace(base, mode="threshold", cache_threshold=n, optimal_steps_dir=None)
+                            for n in sorted(set(self.cache_thresholds))]
+            elif optimal_steps_dir is not None:
+                configs += [dataclasses.replace(base, mode="optimal", num_caches=k, num_bu_blocks=bu, strategy=strategy,
+                                                optimal_steps_dir=str(optimal_steps_dir))
+                            for strategy in dict.fromkeys(self.strategies)
+                            for k in sorted(set(self.num_caches)) for bu in sorted(set(self.num_bu_blocks))]
+        return configs
+
+
+def setting_name(cache: CacheConfig) -> str:
+    """The results dir of one cache setting: original, threshold_5, optimal_k5_bu3 (optimal_l2_k5_bu3 for a
+    metric other than cosine, optimal_k5_bu3_forecast1 for the forecast strategy)."""
+    if cache.mode == "threshold":
+        name = f"threshold_{cache.cache_threshold}"
+    elif cache.mode == "optimal":
+        metric = "" if cache.metric == "cosine" else f"{cache.metric}_"
+        name = f"optimal_{metric}k{cache.num_caches}_bu{cache.num_bu_blocks}"
+    else:
+        return "original"
+    if cache.strategy == "forecast":
+        name += f"_forecast{cache.forecast_order}"
+    return name
 
 
 # ---------------------------------------------------------------- checkpoint discovery
@@ -326,42 +382,48 @@ def plan_runs(
     tasks: Sequence[str] = (),
     seeds: Sequence[int] = (0, 1, 2),
     ckpt_kinds: Sequence[str] = ("max", "latest"),
-    modes: Sequence[str] = MODES,
+    grid: CacheGrid = CacheGrid(),
     options: EvalOptions = EvalOptions(),
     job_type: Optional[type] = None,
     force: bool = False,
 ) -> Plan:
-    """Every task x train_<seed> x checkpoint kind x mode run (job_type: EvalJob or a stand-in)."""
+    """Every task x train_<seed> x checkpoint kind x cache setting run (job_type: EvalJob or a stand-in)."""
     from diffusion_policy.activation_utils.schedule_files import optimal_steps_dir, schedule_path
 
-    bad = [m for m in modes if m not in MODES] + [k for k in ckpt_kinds if k not in CKPT_KINDS]
+    bad = [k for k in ckpt_kinds if k not in CKPT_KINDS]
     if bad:
-        raise ValueError(f"unknown mode/kind {', '.join(bad)}; modes: {', '.join(MODES)}; "
-                         f"kinds: {', '.join(CKPT_KINDS)}")
+        raise ValueError(f"unknown checkpoint kind {', '.join(bad)}; kinds: {', '.join(CKPT_KINDS)}")
     job_type = job_type or EvalJob
     cwd = str(Path.cwd())
     plan = Plan()
     for spec in select_tasks(checkpoint_root, group, tasks):
         found, missing = find_checkpoints(checkpoint_root, spec, seeds, ckpt_kinds)
         plan.missing += missing
-        task_modes = list(modes)
         schedule_dir = optimal_steps_dir(Path(assets_dir) / spec.name, options.cache.metric)
-        schedule_file = schedule_path(Path(assets_dir) / spec.name, options.cache.metric, options.cache.num_caches)
-        if found and "optimal" in modes and not schedule_file.is_file():
-            task_modes.remove("optimal")
-            plan.missing.append(f"{spec.name}: no schedule {schedule_file} (optimal runs left out); compute it with "
-                                f"./shs/get_steps/get_optimal_steps.sh --device {device} "
-                                f"--num_caches {options.cache.num_caches} --task {spec.name}")
+        settings = grid.settings(options.cache, str(schedule_dir))
+        if found:
+            absent = {}  # schedule file -> the settings that need it
+            for cache in settings:
+                if cache.mode == "optimal":
+                    path = schedule_path(Path(assets_dir) / spec.name, cache.metric, cache.num_caches, cache.strategy)
+                    if not path.is_file():
+                        absent.setdefault(path, []).append(cache)
+            for path, caches in absent.items():
+                plan.missing.append(
+                    f"{spec.name}: no schedule {path} ({', '.join(map(setting_name, caches))} left out); compute it "
+                    f"with ./shs/get_steps/get_optimal_steps.sh --device {device} --num_caches {caches[0].num_caches} "
+                    f"--strategy {caches[0].strategy} --task {spec.name}")
+            left_out = [c for caches in absent.values() for c in caches]
+            settings = [c for c in settings if c not in left_out]
         for seed, kinds in found.items():
             for kind, checkpoint in kinds.items():
-                for mode in task_modes:
-                    out = Path(results_dir) / spec.name / f"train_{seed}" / kind / mode
-                    cache = dataclasses.replace(options.cache, mode=mode,
-                                                optimal_steps_dir=str(schedule_dir) if mode == "optimal" else None)
+                for cache in settings:
+                    name = setting_name(cache)
+                    out = Path(results_dir) / spec.name / f"train_{seed}" / kind / name
                     job = job_type(str(checkpoint), str(out), cache, options.settings, device,
                                    options.num_inference_steps, options.trust_checkpoint)
                     run = PlannedRun(
-                        name=f"{spec.name}/train_{seed}/{kind}/{mode}",
+                        name=f"{spec.name}/train_{seed}/{kind}/{name}",
                         job=job,
                         output_dir=str(out),
                         log_path=str(out / "run.log"),
@@ -382,6 +444,7 @@ def plan_schedules(
     metrics: Sequence[str] = ("cosine", "l1", "mse"),
     force_recompute: bool = False,
     trust_checkpoint: bool = False,
+    strategies: Sequence[str] = ("reuse",),
 ) -> Plan:
     """One get_optimal_cache_update_steps.py run per task, on train_0's max checkpoint."""
     from diffusion_policy.activation_utils.schedule_files import bubbling_union_path, schedule_path
@@ -394,9 +457,9 @@ def plan_schedules(
             continue
         out = Path(assets_dir) / spec.name
         job = ScheduleJob(str(found[0]["max"]), str(out), device, tuple(num_caches), tuple(metrics),
-                          force_recompute, trust_checkpoint)
+                          force_recompute, trust_checkpoint, tuple(strategies))
         expected = [bubbling_union_path(out, m) for m in metrics]
-        expected += [schedule_path(out, m, k) for m in metrics for k in num_caches]
+        expected += [schedule_path(out, m, k, strategy) for m in metrics for k in num_caches for strategy in strategies]
         run = PlannedRun(name=spec.name, job=job, output_dir=str(out),
                          log_path=str(out / "get_optimal_steps.log"), expected=tuple(map(str, expected)),
                          cwd=str(Path.cwd()))
@@ -586,13 +649,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_arguments(sched)
     flags.add_num_caches_flag(sched)
     flags.add_metric_flag(sched)
+    flags.add_strategy_flags(sched, forecast_order=False)
     sched.add_argument("--force_recompute", action="store_true",
                        help="recompute schedules even when they are there for the checkpoint")
 
     bench = sub.add_parser("run", help="evaluate every checkpoint and mode (shs/benchmark/run_all_benchmarks.sh)",
                            description="Evaluate every checkpoint in every cache mode, then aggregate the results.")
     _add_common_arguments(bench)
-    bench.add_argument("--results_dir", default="results", help="results/<task>/train_<i>/<kind>/<mode>/ go here")
+    bench.add_argument("--results_dir", default="results",
+                       help="results/<task>/train_<i>/<kind>/<setting>/ go here")
     flags.add_cache_mode_flag(bench)
     bench.set_defaults(cache_mode=list(MODES))  # the suite compares every mode
     bench.add_argument("--seeds", type=flags.int_list, default=[0, 1, 2], help="training seeds (train_<i>)")
@@ -603,7 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_metric_flag(bench)
     flags.add_num_caches_flag(bench)
     flags.add_num_bu_blocks_flag(bench)
-    bench.set_defaults(num_bu_blocks=3)  # the suite's optimal mode is the paper's BAC: ACS + Bubbling Union 3
+    flags.add_strategy_flags(bench)
+    bench.set_defaults(num_bu_blocks=[3])  # the suite's optimal mode is the paper's BAC: ACS + Bubbling Union 3
     flags.add_cache_switches(bench)
     flags.add_rollout_flags(bench)
     bench.add_argument("--force", action="store_true", help="re-run runs whose results exist")
@@ -623,15 +689,19 @@ def format_command(command: Sequence[str]) -> str:
 def _plan_from_args(args) -> Plan:
     if args.command == "schedules":
         return plan_schedules(args.checkpoint_root, args.assets_dir, args.device, args.group, args.task,
-                              args.num_caches, args.metric, args.force_recompute, args.trust_checkpoint)
-    options = EvalOptions(
-        cache=flags.cache_config_from_args(args, mode="original"),  # each run sets its mode
+                              args.num_caches, args.metric, args.force_recompute, args.trust_checkpoint, args.strategy)
+    grid = CacheGrid(tuple(args.cache_mode), tuple(args.cache_threshold), tuple(args.num_caches),
+                     tuple(args.num_bu_blocks), tuple(args.strategy))
+    options = EvalOptions(  # each run sets its mode, period, num_caches, BU blocks and strategy from the grid
+        cache=flags.cache_config_from_args(args, mode="original", cache_threshold=args.cache_threshold[0],
+                                           num_caches=args.num_caches[0], num_bu_blocks=args.num_bu_blocks[0],
+                                           strategy=args.strategy[0]),
         settings=EvalSettings(n_test=args.n_test, n_train=args.n_train, n_envs=args.n_envs, max_steps=args.max_steps,
                               skip_video=args.skip_video, seed=args.seed, threads=args.threads),
         num_inference_steps=args.num_inference_steps, trust_checkpoint=args.trust_checkpoint,
     )
     return plan_runs(args.checkpoint_root, args.results_dir, args.assets_dir, args.device, args.group, args.task,
-                     args.seeds, args.ckpt_kinds, args.cache_mode, options, force=args.force)
+                     args.seeds, args.ckpt_kinds, grid, options, force=args.force)
 
 
 def check_args(args) -> None:
@@ -645,7 +715,7 @@ def check_args(args) -> None:
         raise ValueError(f"--cpus_per_run must be > 0, got {args.cpus_per_run}")
     check_range("--num_caches", min(args.num_caches), 1, allow_none=False)
     if args.command == "run":
-        check_range("--num_bu_blocks", args.num_bu_blocks, 0, allow_none=False)
+        check_range("--num_bu_blocks", min(args.num_bu_blocks), 0, allow_none=False)
         check_range("--cache_threshold", min(args.cache_threshold), 1, allow_none=False)
         check_range("--n_test", args.n_test, 0)
         check_range("--n_train", args.n_train, 0)
