@@ -23,12 +23,15 @@ SCRIPTS = [  # the original script paths: thin wrappers of the bac-* entry point
     "scripts/generate_demos.py",
     "scripts/aggregate_results.py",
     "scripts/calibration_study.py",
+    "scripts/block_sensitivity.py",
     "diffusion_policy/activation_utils/get_optimal_cache_update_steps.py",
 ]
-MODULES = ["evaluate", "collect", "benchmark", "suite", "default", "demos", "aggregate", "schedules", "calibration"]
+MODULES = ["evaluate", "collect", "benchmark", "suite", "default", "demos", "aggregate", "schedules", "calibration",
+           "sensitivity"]
 ENTRY_POINTS = {"bac-eval": "evaluate", "bac-schedules": "schedules", "bac-collect": "collect",
                 "bac-benchmark": "benchmark", "bac-suite": "suite", "bac-default": "default",
-                "bac-aggregate": "aggregate", "bac-demos": "demos", "bac-calibration": "calibration"}
+                "bac-aggregate": "aggregate", "bac-demos": "demos", "bac-calibration": "calibration",
+                "bac-sensitivity": "sensitivity"}
 
 
 def parsers_of(parser: argparse.ArgumentParser):

@@ -35,20 +35,33 @@ class AppliedCache:
 
 
 def update_steps_for(policy, config: CacheConfig, with_forecast_flags: bool = False):
-    """Per-block update steps (block name -> sorted steps) that `config` gives this policy; with
-    `with_forecast_flags`, also block name -> per update step whether its segment forecasts (None: every
-    segment, as in threshold mode)."""
+    """Per-block update steps (block name -> sorted steps) that `config` gives this policy, every step for
+    its `recompute_blocks`; with `with_forecast_flags`, also block name -> per update step whether its
+    segment forecasts (None: every segment, as in threshold mode)."""
     blocks = decoder_blocks(policy.model)
+    unknown = [name for name in config.recompute_blocks if name not in blocks]
+    if unknown:
+        raise ValueError(f"--recompute_blocks: no block {', '.join(unknown)} in this model; its blocks are "
+                         f"{next(iter(blocks))} ... {next(reversed(blocks))} (decoder.layers.<i>.sa|ca|ffn)")
+    steps, flags = _scheduled_steps(policy, config, blocks, with_forecast_flags)
+    every = list(range(policy.num_inference_steps))
+    for name in config.recompute_blocks:
+        steps[name] = every
+        if flags is not None:
+            flags[name] = [False] * len(every)
+    return (steps, flags) if with_forecast_flags else steps
+
+
+def _scheduled_steps(policy, config: CacheConfig, blocks: dict, with_forecast_flags: bool):
+    """(update steps, forecast flags or None) of the mode, before recompute_blocks."""
     num_steps = policy.num_inference_steps
-    if config.mode in ("original", "threshold") and with_forecast_flags:
-        return update_steps_for(policy, config), None
     if config.mode == "original":
-        return {name: list(range(num_steps)) for name in blocks}
+        return {name: list(range(num_steps)) for name in blocks}, None
     if config.mode == "threshold":
         if not 1 <= int(config.cache_threshold) < max(num_steps, 2):
             raise ValueError(f"--cache_threshold must be in [1, {max(num_steps - 1, 1)}] for this policy's {num_steps} "
                              f"denoising steps, got {config.cache_threshold} (>= {num_steps} computes only step 0)")
-        return {name: list(range(0, num_steps, int(config.cache_threshold))) for name in blocks}
+        return {name: list(range(0, num_steps, int(config.cache_threshold))) for name in blocks}, None
     if not 1 <= int(config.num_caches) <= num_steps:
         raise ValueError(f"--num_caches must be in [1, {num_steps}] (this policy's denoising steps), "
                          f"got {config.num_caches}")
@@ -65,7 +78,7 @@ def update_steps_for(policy, config: CacheConfig, with_forecast_flags: bool = Fa
     steps = resolve_update_steps(schedule, int(config.num_bu_blocks), num_steps)
     if with_forecast_flags:
         return steps, {name: schedule.forecast_flags(name, s) for name, s in steps.items()}
-    return steps
+    return steps, None
 
 
 def apply_cache(policy, config: CacheConfig) -> AppliedCache | None:

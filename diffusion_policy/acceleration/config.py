@@ -39,6 +39,9 @@ class CacheConfig:
                        'original' included; a bounded set of graphs whatever the schedule.
     compile_mode:      'auto' (reduce-overhead = CUDA graphs on CUDA, inductor's default on CPU) or a
                        torch.compile mode ('default', 'reduce-overhead', 'max-autotune').
+    recompute_blocks:  blocks (names as in the schedules, e.g. 'decoder.layers.0.ffn') that recompute at
+                       every step whatever the mode says: keep the blocks a task is sensitive to exact
+                       (see bac-sensitivity) while the rest stay cached.
     """
 
     mode: str = "original"
@@ -54,8 +57,10 @@ class CacheConfig:
     forecast_order: int = 1
     compile: bool = False
     compile_mode: str = "auto"
+    recompute_blocks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.recompute_blocks = tuple(dict.fromkeys(self.recompute_blocks))
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown cache strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.strategy == "forecast" and int(self.forecast_order) not in (1, 2):
@@ -90,6 +95,8 @@ class CacheConfig:
             described = {"mode": self.mode}
         if self.strategy == "forecast" and self.mode != "original":
             described |= {"strategy": self.strategy, "forecast_order": int(self.forecast_order)}
+        if self.recompute_blocks and self.mode != "original":
+            described["recompute_blocks"] = list(self.recompute_blocks)
         if self.compile:  # the computation is the same up to float rounding: recorded, not a new mode
             described["compile"] = self.compile_mode
         return described

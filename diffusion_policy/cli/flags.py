@@ -149,7 +149,14 @@ def add_cache_flags(parser: argparse.ArgumentParser) -> None:
     add_num_caches_flag(parser)
     add_num_bu_blocks_flag(parser)
     add_strategy_flags(parser)
+    add_recompute_blocks_flag(parser)
     add_cache_switches(parser)
+
+
+def add_recompute_blocks_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recompute_blocks", type=name_list, default=[], metavar="BLOCK[,BLOCK]",
+                        help="blocks that recompute at every step whatever the mode, e.g. decoder.layers.0.ffn "
+                             "(the blocks bac-sensitivity finds the actions most sensitive to)")
 
 
 def add_cache_switches(parser: argparse.ArgumentParser) -> None:
@@ -186,6 +193,7 @@ def cache_config_from_args(args: argparse.Namespace, mode: str | None = None, **
         forecast_order=getattr(args, "forecast_order", CACHE_DEFAULTS.forecast_order),
         compile=getattr(args, "compile", False),
         compile_mode=getattr(args, "compile_mode", CACHE_DEFAULTS.compile_mode),
+        recompute_blocks=tuple(getattr(args, "recompute_blocks", ())),
     )
     fields.update(overrides)
     return CacheConfig(**fields)
@@ -231,6 +239,8 @@ def cache_config_flags(config: CacheConfig) -> list[str]:
                  "--num_caches", str(config.num_caches), "--num_bu_blocks", str(config.num_bu_blocks)]
     if config.strategy != "reuse":
         args += ["--strategy", config.strategy, "--forecast_order", str(config.forecast_order)]
+    if config.recompute_blocks:
+        args += ["--recompute_blocks", ",".join(config.recompute_blocks)]
     if not config.reuse_condition:
         args.append("--no_condition_reuse")
     if config.allow_foreign_schedule:

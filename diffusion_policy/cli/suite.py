@@ -23,7 +23,7 @@ In each checkpoints dir, `max` is the epoch=XXXX-test_mean_score=Y.YYY.ckpt with
 Schedules go to assets/<task>/ from train_0's max checkpoint and serve every seed and kind, as in
 the original. One benchmark run writes results/<task>/train_<i>/<kind>/<setting>/{eval_results.json,
 benchmark_results.json, run.log}, <setting> being `setting_name` of its cache (original, threshold_5,
-optimal_k5_bu3, optimal_k5_bu3_forecast1, optimal_l2_k5_bu0); runs whose two JSON files are already there
+optimal_k5_bu3, optimal_k5_bu3_forecast1, optimal_l2_k5_bu0, optimal_k5_bu3_recompute_l0ffn); runs whose two JSON files are already there
 are skipped.
 """
 
@@ -229,6 +229,8 @@ def setting_name(cache: CacheConfig) -> str:
         return "original"
     if cache.strategy == "forecast":
         name += f"_forecast{cache.forecast_order}"
+    if cache.recompute_blocks:  # decoder.layers.0.ffn -> l0ffn
+        name += "_recompute_" + "_".join(b.replace("decoder.layers.", "l").replace(".", "") for b in cache.recompute_blocks)
     return name
 
 
@@ -669,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_num_caches_flag(bench)
     flags.add_num_bu_blocks_flag(bench)
     flags.add_strategy_flags(bench)
+    flags.add_recompute_blocks_flag(bench)
     bench.set_defaults(num_bu_blocks=[3])  # the suite's optimal mode is the paper's BAC: ACS + Bubbling Union 3
     flags.add_cache_switches(bench)
     flags.add_rollout_flags(bench)
