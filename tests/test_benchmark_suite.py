@@ -347,6 +347,8 @@ def test_one_row_per_setting_with_the_standard_error_of_the_episodes(tmp_path):
                                      "strategy": "forecast", "forecast_order": 1},
         "original": {"mode": "original"},
         "optimal_k8_bu3": {"mode": "optimal", "metric": "cosine", "num_caches": 8, "num_bu_blocks": 3},
+        "optimal_k8_bu3_recompute_l0ffn": {"mode": "optimal", "metric": "cosine", "num_caches": 8, "num_bu_blocks": 3,
+                                           "recompute_blocks": ["decoder.layers.0.ffn"]},
         "threshold_5": {"mode": "threshold", "cache_threshold": 5},
         "optimal_k5_bu3": {"mode": "optimal", "metric": "cosine", "num_caches": 5, "num_bu_blocks": 3},
     }
@@ -360,7 +362,7 @@ def test_one_row_per_setting_with_the_standard_error_of_the_episodes(tmp_path):
     rows = agg.aggregate(res, plots=False)
     assert [r["setting"] for r in rows if r["task"] == "pusht"] == [
         "original", "threshold_5", "threshold_10", "optimal_k5_bu0", "optimal_k5_bu3", "optimal_k8_bu3",
-        "optimal_k10_bu3", "optimal_k5_bu3_forecast1"]
+        "optimal_k8_bu3_recompute_l0ffn", "optimal_k10_bu3", "optimal_k5_bu3_forecast1"]
     for row in rows:
         if row["task"] == "pusht":
             episodes = scores[row["setting"]]
@@ -373,6 +375,7 @@ def test_one_row_per_setting_with_the_standard_error_of_the_episodes(tmp_path):
     original = scores["original"]
     assert f"| pusht | original | – | {original.mean():.3f} ± {original.std(ddof=1) / np.sqrt(50):.3f} | 50 |" in md
     assert "| pusht | optimal cosine k=5 bu=3 forecast 1 |" in md
+    assert "| pusht | optimal cosine k=8 bu=3 recompute L0.ffn |" in md
     assert "| kitchen | original | – | 0.800 ± 0.057 | 50 |" in md
 
 

@@ -88,7 +88,8 @@ def _warn(message: str) -> None:
 
 
 def describe_cache(cache: dict) -> str:
-    """'original', 'threshold every 5', 'optimal cosine k=5 bu=3 forecast 1' from a result file's `cache`."""
+    """'original', 'threshold every 5', 'optimal cosine k=5 bu=3 forecast 1', '... recompute L0.ffn' from a
+    result file's `cache`."""
     mode = cache.get("mode", "?")
     if mode == "threshold":
         text = f"threshold every {cache.get('cache_threshold')}"
@@ -98,6 +99,8 @@ def describe_cache(cache: dict) -> str:
         return str(mode)
     if cache.get("strategy") == "forecast":
         text += f" forecast {cache.get('forecast_order')}"
+    if cache.get("recompute_blocks"):
+        text += " recompute " + ",".join(str(b).replace("decoder.layers.", "L") for b in cache["recompute_blocks"])
     return text
 
 
