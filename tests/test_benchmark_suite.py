@@ -373,10 +373,11 @@ def test_one_row_per_setting_with_the_standard_error_of_the_episodes(tmp_path):
     assert kitchen["success_last10_se"] == pytest.approx(np.sqrt(0.8 * 0.2 / 50))
     md = (res / "summary.md").read_text()
     original = scores["original"]
-    assert f"| pusht | original | – | {original.mean():.3f} ± {original.std(ddof=1) / np.sqrt(50):.3f} | 50 |" in md
+    assert "success max" not in md  # no `max` checkpoint anywhere: no empty column
+    assert f"| pusht | original | {original.mean():.3f} ± {original.std(ddof=1) / np.sqrt(50):.3f} | 50 |" in md
     assert "| pusht | optimal cosine k=5 bu=3 forecast 1 |" in md
     assert "| pusht | optimal cosine k=8 bu=3 recompute L0.ffn |" in md
-    assert "| kitchen | original | – | 0.800 ± 0.057 | 50 |" in md
+    assert "| kitchen | original | 0.800 ± 0.057 | 50 |" in md
 
 
 def test_episode_scores_that_do_not_average_to_the_mean_are_left_out(tmp_path):

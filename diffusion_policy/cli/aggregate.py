@@ -317,16 +317,18 @@ def _cell(value: Optional[float], fmt: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    header = ("| task | setting | success max | success last-10 | episodes | speedup | latency ms "
-              "| GFLOPs / chunk | action Hz | runs |")
+    """The table; a success column no row has a value for (no `max` checkpoints, say) is left out."""
+    success = [(key, title) for key, title in (("success_max", "success max"), ("success_last10", "success last-10"))
+               if any(row[key] is not None for row in rows)]
+    header = ("| task | setting | " + "".join(f"{title} | " for _, title in success)
+              + "episodes | speedup | latency ms | GFLOPs / chunk | action Hz | runs |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for row in rows:
         gflops = None if row["flops_per_chunk"] is None else row["flops_per_chunk"] / 1e9
+        scores = "".join(f"{_score_cell(row[key], row[f'{key}_se'], row[f'{key}_std'], row[f'n_seeds_{key[8:]}'])} | "
+                         for key, _ in success)
         lines.append(" ".join([
-            f"| {row['task']} | {row['cache'] or row['setting']} |",
-            f"{_score_cell(row['success_max'], row['success_max_se'], row['success_max_std'], row['n_seeds_max'])} |",
-            f"{_score_cell(row['success_last10'], row['success_last10_se'], row['success_last10_std'], row['n_seeds_last10'])} |",
-            f"{row['n_episodes'] or '–'} |",
+            f"| {row['task']} | {row['cache'] or row['setting']} | {scores}{row['n_episodes'] or '–'} |",
             f"{_cell(row['speedup'], '.2f')}{'×' if row['speedup'] is not None else ''} |",
             f"{_cell(row['latency_ms'], '.1f')} | {_cell(gflops, '.3f')} |",
             f"{_cell(row['action_frequency_hz'], '.1f')} | {row['n_runs']} |",
