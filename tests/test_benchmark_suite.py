@@ -422,3 +422,12 @@ def test_setting_names():
     assert suite.setting_name(CacheConfig(**optimal)) == "optimal_k8_bu0"
     assert suite.setting_name(CacheConfig(**optimal, metric="l2")) == "optimal_l2_k8_bu0"
     assert suite.setting_name(CacheConfig(**optimal, strategy="forecast", forecast_order=2)) == "optimal_k8_bu0_forecast2"
+
+
+def test_schedules_of_a_shipped_flat_checkpoint_come_from_its_latest(tree):
+    touch(tree / "checkpoint/pusht_lowdim/latest.ckpt")
+    plan = suite.plan_schedules(tasks=["pusht_lowdim"], num_caches=[5], metrics=["cosine"], strategies=["reuse", "forecast"])
+    (run,) = plan.runs
+    assert run.command[1:3] == ("-c", "checkpoint/pusht_lowdim/latest.ckpt") and not plan.missing
+    assert run.command[-2:] == ("--strategy", "reuse,forecast")
+    assert {Path(p).name for p in run.expected} == {"bubbling_union.json", "num_caches_5.json", "forecast_num_caches_5.json"}

@@ -448,17 +448,21 @@ def plan_schedules(
     trust_checkpoint: bool = False,
     strategies: Sequence[str] = ("reuse",),
 ) -> Plan:
-    """One get_optimal_cache_update_steps.py run per task, on train_0's max checkpoint."""
+    """One get_optimal_cache_update_steps.py run per task, on train_0's max checkpoint (a flat dir's
+    latest.ckpt when it holds no other)."""
     from diffusion_policy.activation_utils.schedule_files import bubbling_union_path, schedule_path
 
     plan = Plan()
     for spec in select_tasks(checkpoint_root, group, tasks):
         found, missing = find_checkpoints(checkpoint_root, spec, seeds=(0,), ckpt_kinds=("max",))
+        if 0 not in found and seed_checkpoint_dirs(checkpoint_root, spec, (0,))[1]:
+            # a flat dir of one shipped latest.ckpt (checkpoint/<task>/latest.ckpt): that one
+            found, missing = find_checkpoints(checkpoint_root, spec, seeds=(0,), ckpt_kinds=("latest",))
         plan.missing += missing
         if 0 not in found:
             continue
         out = Path(assets_dir) / spec.name
-        job = ScheduleJob(str(found[0]["max"]), str(out), device, tuple(num_caches), tuple(metrics),
+        job = ScheduleJob(str(next(iter(found[0].values()))), str(out), device, tuple(num_caches), tuple(metrics),
                           force_recompute, trust_checkpoint, tuple(strategies))
         expected = [bubbling_union_path(out, m) for m in metrics]
         expected += [schedule_path(out, m, k, strategy) for m in metrics for k in num_caches for strategy in strategies]
