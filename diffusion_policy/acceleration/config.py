@@ -100,3 +100,26 @@ class CacheConfig:
         if self.compile:  # the computation is the same up to float rounding: recorded, not a new mode
             described["compile"] = self.compile_mode
         return described
+
+
+def short_block_name(name: str) -> str:
+    """'decoder.layers.0.ffn' -> 'L0.ffn' (for labels)."""
+    return name.replace("decoder.layers.", "L")
+
+
+def describe_text(described: dict) -> str:
+    """One line for a setting from CacheConfig.describe() (a result file's `cache`): 'original',
+    'threshold every 5', 'optimal cosine k=5 bu=3 forecast 1 recompute L0.ffn'."""
+    mode = described.get("mode", "?")
+    if mode == "threshold":
+        text = f"threshold every {described.get('cache_threshold')}"
+    elif mode == "optimal":
+        text = (f"optimal {described.get('metric')} k={described.get('num_caches')} "
+                f"bu={described.get('num_bu_blocks')}")
+    else:
+        return str(mode)
+    if described.get("strategy") == "forecast":
+        text += f" forecast {described.get('forecast_order')}"
+    if described.get("recompute_blocks"):
+        text += " recompute " + ",".join(short_block_name(str(b)) for b in described["recompute_blocks"])
+    return text

@@ -21,6 +21,7 @@ import torch
 import tqdm
 
 from diffusion_policy.acceleration import CacheConfig, apply_cache
+from diffusion_policy.acceleration.config import describe_text, short_block_name
 from diffusion_policy.acceleration.hooks import decoder_blocks
 
 
@@ -46,14 +47,17 @@ class SensitivityReport:
         return sorted(self.blocks, key=lambda b: self.all_cached - b.spared, reverse=True)
 
 
+def relative_error(actions: torch.Tensor, reference: torch.Tensor) -> float:
+    """||a - a_ref|| / ||a_ref||."""
+    return float((actions - reference).norm() / reference.norm().clamp_min(1e-12))
+
+
 def relative_action_error(policy, observations: Sequence[dict], references: Sequence[torch.Tensor],
                           seeds: Sequence[int]) -> float:
-    """Mean over observations and seeds of ||a - a_ref|| / ||a_ref|| (action_pred, same sampling noise)."""
-    errors = []
-    for obs, seed_refs in zip(observations, references):
-        for seed, ref in zip(seeds, seed_refs):
-            errors.append(float((sample_actions(policy, obs, seed) - ref).norm() / ref.norm().clamp_min(1e-12)))
-    return float(np.mean(errors))
+    """Mean over observations and seeds of relative_error (action_pred, same sampling noise)."""
+    return float(np.mean([relative_error(sample_actions(policy, obs, seed), ref)
+                          for obs, seed_refs in zip(observations, references)
+                          for seed, ref in zip(seeds, seed_refs)]))
 
 
 def sample_actions(policy, obs: dict, seed: int) -> torch.Tensor:
@@ -112,7 +116,7 @@ def plot_sensitivity(report: SensitivityReport, path) -> None:
 
     from diffusion_policy.common.files import write_atomic
 
-    names = [b.block.replace("decoder.layers.", "L") for b in report.blocks]
+    names = [short_block_name(b.block) for b in report.blocks]
     x = np.arange(len(names))
     fig = Figure(figsize=(max(8.0, 0.45 * len(names) + 2), 4.2), layout="constrained")
     ax = fig.subplots()
@@ -128,12 +132,6 @@ def plot_sensitivity(report: SensitivityReport, path) -> None:
         twin.plot(x, [report.block_errors.get(b.block, np.nan) for b in report.blocks], "k.", label="caching error")
         twin.set_ylabel("schedule caching error (black dots)")
     ax.legend(fontsize="small", loc="upper right")
-    ax.set_title(f"block sensitivity: {describe(report.cache)}, {report.observations} obs x {len(report.seeds)} seeds")
+    ax.set_title(f"block sensitivity: {describe_text(report.cache)}, {report.observations} obs x {len(report.seeds)} seeds")
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
-
-def describe(cache: dict) -> str:
-    if cache.get("mode") == "threshold":
-        return f"threshold {cache.get('cache_threshold')}"
-    text = f"optimal k={cache.get('num_caches')} bu={cache.get('num_bu_blocks')}"
-    return text + (f" forecast {cache.get('forecast_order')}" if cache.get("strategy") == "forecast" else "")

@@ -41,6 +41,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from diffusion_policy.acceleration.config import describe_text as describe_cache
 from diffusion_policy.activation_utils.schedule_files import write_atomic
 
 MODE_ORDER = ("original", "threshold", "optimal")
@@ -85,23 +86,6 @@ class RunRecord:
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
-
-
-def describe_cache(cache: dict) -> str:
-    """'original', 'threshold every 5', 'optimal cosine k=5 bu=3 forecast 1', '... recompute L0.ffn' from a
-    result file's `cache`."""
-    mode = cache.get("mode", "?")
-    if mode == "threshold":
-        text = f"threshold every {cache.get('cache_threshold')}"
-    elif mode == "optimal":
-        text = f"optimal {cache.get('metric')} k={cache.get('num_caches')} bu={cache.get('num_bu_blocks')}"
-    else:
-        return str(mode)
-    if cache.get("strategy") == "forecast":
-        text += f" forecast {cache.get('forecast_order')}"
-    if cache.get("recompute_blocks"):
-        text += " recompute " + ",".join(str(b).replace("decoder.layers.", "L") for b in cache["recompute_blocks"])
-    return text
 
 
 def episode_scores(evaluation: dict) -> list[float]:

@@ -35,11 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import numpy as np
-    import torch
 
     from diffusion_policy.acceleration import CacheConfig, apply_cache
     from diffusion_policy.activation_utils.calibrate import calibration_observations, record_calibration_activations
     from diffusion_policy.activation_utils.schedule_builder import build_schedule_assets
+    from diffusion_policy.activation_utils.sensitivity import relative_error, sample_actions
     from diffusion_policy.common.checkpoint import CheckpointError, load_checkpoint, weights_fingerprint
     from diffusion_policy.common.files import write_json_atomic
     from diffusion_policy.common.threads import set_threads
@@ -55,12 +55,7 @@ def main(argv=None) -> int:
         calibration, heldout = observations[: max(args.counts)], observations[max(args.counts):]
         activations = record_calibration_activations(policy, calibration, args.seed)
 
-        def actions(p, obs):
-            with torch.no_grad():
-                generator = torch.Generator(device=p.device).manual_seed(args.seed)
-                return p.predict_action(obs, generator=generator)["action_pred"]
-
-        reference = [actions(policy, obs) for obs in heldout]
+        reference = [sample_actions(policy, obs, args.seed) for obs in heldout]
         scheduler = {"class": type(policy.noise_scheduler).__name__,
                      "num_train_timesteps": int(policy.noise_scheduler.config.num_train_timesteps),
                      "num_inference_steps": int(policy.num_inference_steps)}
@@ -79,7 +74,7 @@ def main(argv=None) -> int:
                         apply_cache(policy, CacheConfig("optimal", optimal_steps_dir=str(steps_dir), metric=metric,
                                                         num_caches=num_caches, num_bu_blocks=num_bu_blocks,
                                                         strategy=strategy))
-                        errors = [float((actions(policy, obs) - ref).norm() / ref.norm().clamp_min(1e-12))
+                        errors = [relative_error(sample_actions(policy, obs, args.seed), ref)
                                   for obs, ref in zip(heldout, reference)]
                         apply_cache(policy, CacheConfig("original"))
                         rows.append({"calibration_observations": count, "strategy": strategy, "num_caches": num_caches,
