@@ -431,3 +431,50 @@ def test_schedules_of_a_shipped_flat_checkpoint_come_from_its_latest(tree):
     assert run.command[1:3] == ("-c", "checkpoint/pusht_lowdim/latest.ckpt") and not plan.missing
     assert run.command[-2:] == ("--strategy", "reuse,forecast")
     assert {Path(p).name for p in run.expected} == {"bubbling_union.json", "num_caches_5.json", "forecast_num_caches_5.json"}
+
+
+def test_several_sampling_seeds_give_one_run_each(tree, capsys):
+    """--seed 0,2: every setting twice, same episodes; seed 0 keeps the setting's own dir (results made before
+    sampling seeds were a list stay valid), seed 2 goes to <setting>_sampling_seed2 and runs with --seed 2."""
+    args = ["run", "--task", "can_mh", "--ckpt_kinds", "max", "--cache_mode", "original,threshold", "--dry_run"]
+    assert suite.main(args + ["--seed", "0,2"]) == 0
+    out = capsys.readouterr().out
+    base = "results/can_mh/train_0/max"
+    assert planned_dirs(out) == {f"{base}/original", f"{base}/threshold_5", f"{base}/original_sampling_seed2",
+                                 f"{base}/threshold_5_sampling_seed2"}
+    seeded = [line for line in out.splitlines() if "_sampling_seed2" in line]
+    assert len(seeded) == 2 and all("--seed 2" in line for line in seeded)
+    assert sum("--seed 0" in line for line in out.splitlines()) == 2
+    with pytest.raises(SystemExit):
+        suite.main(args + ["--seed", "x"])
+
+
+def test_sampling_seeds_are_pooled_into_one_evaluation(tmp_path):
+    """Three sampling seeds' runs of one checkpoint and setting: one row, the mean of their scores, the
+    standard error of that mean, their episodes summed (shown 3×50); speed averaged over the runs."""
+    res = tmp_path / "results"
+    rng = np.random.default_rng(1)
+    cache = {"mode": "threshold", "cache_threshold": 5}
+    runs = {}
+    for sampling_seed, speedup in ((0, 4.0), (1, 5.0), (2, 6.0)):
+        episodes = rng.uniform(0, 1, size=50)
+        name = "threshold_5" if sampling_seed == 0 else f"threshold_5_sampling_seed{sampling_seed}"
+        write_result(res / f"pusht/train_0/latest/{name}", float(episodes.mean()), speedup, cache=cache,
+                     episodes=episodes.tolist())
+        runs[sampling_seed] = episodes
+    write_result(res / "pusht/train_0/latest/original", 0.7, episodes=[0.6, 0.8])
+    rows = agg.aggregate(res, plots=False)
+    assert [r["setting"] for r in rows] == ["original", "threshold_5"]
+    pooled = rows[1]
+    means = [e.mean() for e in runs.values()]
+    errors = [e.std(ddof=1) / np.sqrt(50) for e in runs.values()]
+    assert pooled["success_last10"] == pytest.approx(np.mean(means))
+    assert pooled["success_last10_se"] == pytest.approx(np.sqrt(np.sum(np.square(errors))) / 3)
+    assert pooled["n_episodes"] == 150 and pooled["n_sampling_seeds"] == 3 and pooled["n_runs"] == 3
+    assert pooled["speedup"] == pytest.approx(5.0)
+    assert rows[0]["n_sampling_seeds"] == 1 and rows[0]["n_episodes"] == 2
+    md = (res / "summary.md").read_text()
+    assert f"| pusht | threshold every 5 | {np.mean(means):.3f} ± {pooled['success_last10_se']:.3f} | 3×50 | 5.00× |" in md
+    assert "| pusht | original | 0.700 ± 0.100 | 2 |" in md
+    csv_row = list(csv.DictReader(open(res / "summary.csv")))[1]
+    assert csv_row["setting"] == "threshold_5" and csv_row["n_sampling_seeds"] == "3"

@@ -103,6 +103,27 @@ def test_cache_defaults_are_cache_configs():
         flags.cache_config_from_args(parser.parse_args(["--num_caches", "5,10"]))
 
 
+@pytest.mark.parametrize("argv", [
+    ["bac-eval", "-c", "missing.ckpt"], ["bac-schedules", "-c", "missing.ckpt", "-o", "out"], ["bac-default"],
+    ["bac-calibration", "-c", "missing.ckpt"], ["bac-demos", "--task", "lift", "-o", "never_written.hdf5"]])
+def test_commands_that_run_once_take_one_seed(argv, tmp_path, monkeypatch, capsys):
+    """--seed is a list flag (bac-suite runs one evaluation per seed); a command that runs once says so in one
+    line, before it reads or writes anything."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    module = {"bac-eval": "evaluate", "bac-schedules": "schedules", "bac-default": "default",
+              "bac-calibration": "calibration", "bac-demos": "demos"}[argv[0]]
+    main = importlib.import_module(f"diffusion_policy.cli.{module}").main
+    try:
+        code = main(argv[1:] + ["--seed", "0,1"])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err + (code if isinstance(code, str) else "")
+    assert code not in (0, None) and "--seed takes one value here, got 0,1" in err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_does_not_import_torch_or_matplotlib(script):
     """--help answers at once: the parser is built before any heavy import."""
@@ -129,3 +150,15 @@ def test_entry_points_are_declared_and_run():
             pytest.skip(f"{name} is not installed in this environment; reinstall with pip install -e .")
         done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and f"usage: {name}" in done.stdout, (name, done.stderr[-500:])
+
+
+def test_main_job_defaults_are_job_settings():
+    """bac-default with no flags runs JobSettings() (each list flag's default is one value); --full raises the
+    episodes to the paper's 50."""
+    from diffusion_policy.cli import default
+    from diffusion_policy.default_job import JobSettings
+
+    parser = default.build_parser()
+    assert default.settings_from_args(parser.parse_args([])) == JobSettings()
+    full = default.settings_from_args(parser.parse_args(["--full", "--num_bu_blocks", "0", "--seed", "2"]))
+    assert (full.n_test, full.n_envs, full.num_bu_blocks, full.seed) == (50, 25, 0, 2)

@@ -3,12 +3,14 @@
     python scripts/aggregate_results.py results/
 
 Reads results/<task>/train_<i>/<kind>/<setting>/{eval_results,benchmark_results}.json (the tree
-scripts/benchmark_suite.py writes; <setting> is one cache setting: original, threshold_5, optimal_k5_bu3, ...)
-and writes, atomically, results/summary.csv, results/summary.md, results/summary_success_vs_speedup.png and
+scripts/benchmark_suite.py writes; <setting> is one cache setting: original, threshold_5, optimal_k5_bu3, ...,
+with a suffix _sampling_seed<S> for a run with sampling seed S other than 0) and writes, atomically, results/summary.csv, results/summary.md, results/summary_success_vs_speedup.png and
 results/summary_modes.png.
 
 One row per task and cache setting, in table order (original, threshold by period, optimal by strategy,
-num_caches, BU blocks). Success is reported the BAC-paper way:
+num_caches, BU blocks). The runs of one checkpoint and setting with other sampling seeds (same episodes,
+other noise) are first pooled into one evaluation: the mean of their scores, with standard error
+sqrt(sum se_i^2) / n and their episodes summed. Success is reported the BAC-paper way:
   success_max     the `max` checkpoint's mean_score, mean and std over training seeds.
   success_last10  per seed, the mean mean_score of the last 10 evaluated checkpoints, ordered
                   epoch_XXXX kinds by epoch, then `latest`. The paper averages the test scores of
@@ -47,12 +49,13 @@ from diffusion_policy.activation_utils.schedule_files import write_atomic
 MODE_ORDER = ("original", "threshold", "optimal")
 LAST_N = 10
 SEED_DIR = re.compile(r"^train_(\d+)$")
+SAMPLING_SEED_DIR = re.compile(r"^(.+)_sampling_seed(\d+)$")  # bac-suite's run_dir_name
 EPOCH_KIND = re.compile(r"^epoch_(\d+)$")
 EPISODE_SCORE = re.compile(r"^(train|test)/sim_max_reward_(-?\d+)$")
 COLUMNS = (
     "task", "setting", "mode", "cache",
     "success_max", "success_max_se", "success_max_std", "n_seeds_max",
-    "success_last10", "success_last10_se", "success_last10_std", "n_seeds_last10", "n_episodes",
+    "success_last10", "success_last10_se", "success_last10_std", "n_seeds_last10", "n_episodes", "n_sampling_seeds",
     "speedup", "latency_ms", "latency_original_ms",
     "flops_per_chunk", "flops_per_chunk_original", "action_frequency_hz", "n_runs",
 )
@@ -60,15 +63,17 @@ COLUMNS = (
 
 @dataclass
 class RunRecord:
-    """One results/<task>/train_<seed>/<kind>/<setting>/ directory; None where its file lacked it."""
+    """One results/<task>/train_<seed>/<kind>/<setting>/ directory (or, pooled, every sampling seed's run of
+    one checkpoint and setting); None where its file lacked it."""
 
     task: str
-    seed: int
+    seed: int  # the training seed (train_<seed>)
     kind: str
-    setting: str  # the run directory's name: one cache setting
+    setting: str  # one cache setting: the run directory's name less its sampling-seed suffix
+    sampling_seeds: tuple[int, ...] = (0,)  # the sampling seeds of the run(s) behind this record
     mean_score: Optional[float] = None
     score_se: Optional[float] = None  # standard error of mean_score from its episodes
-    n_episodes: Optional[int] = None
+    n_episodes: Optional[int] = None  # of all its runs
     speedup: Optional[float] = None
     latency_ms: Optional[float] = None
     latency_original_ms: Optional[float] = None
@@ -151,7 +156,10 @@ def load_records(results_dir, warn: Callable[[str], None] = _warn) -> list[RunRe
         if not run_dir.is_dir() or seed_match is None:
             continue
         task, kind, setting = run_dir.parent.parent.parent.name, run_dir.parent.name, run_dir.name
-        record = RunRecord(task, int(seed_match.group(1)), kind, setting)
+        sampling_match = SAMPLING_SEED_DIR.match(setting)
+        sampling_seed = int(sampling_match.group(2)) if sampling_match else 0
+        setting = sampling_match.group(1) if sampling_match else setting
+        record = RunRecord(task, int(seed_match.group(1)), kind, setting, (sampling_seed,))
         evaluation = _read_json(run_dir / "eval_results.json", warn)
         if evaluation is not None:
             record.mean_score = _number(evaluation, "mean_score")
@@ -199,6 +207,33 @@ def _se_of_mean(errors: list[Optional[float]]) -> Optional[float]:
     return float(np.sqrt(np.sum(np.square(errors))) / len(errors))
 
 
+def pool_sampling_seeds(records: list[RunRecord]) -> list[RunRecord]:
+    """One record per checkpoint (task, training seed, kind) and setting: its runs with other sampling seeds
+    pooled into one evaluation of all their episodes (mean score, se sqrt(sum se_i^2) / n, episodes summed,
+    speed figures averaged). A run without a score adds only its speed figures."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault((record.task, record.seed, record.kind, record.setting), []).append(record)
+    pooled = []
+    for (task, seed, kind, setting), runs in groups.items():
+        if len(runs) == 1:
+            pooled.append(runs[0])
+            continue
+        scored = [r for r in runs if r.mean_score is not None]
+        episodes = [r.n_episodes for r in scored]
+        record = RunRecord(task, seed, kind, setting, tuple(sorted(s for r in runs for s in r.sampling_seeds)),
+                           mean_score=_mean([r.mean_score for r in scored]),
+                           score_se=_se_of_mean([r.score_se for r in scored]),
+                           n_episodes=sum(episodes) if scored and all(episodes) else None,
+                           cache=next((r.cache for r in runs if r.cache), None),
+                           cache_params=next((r.cache_params for r in runs if r.cache_params), None))
+        for attr in ("speedup", "latency_ms", "latency_original_ms", "flops", "flops_original",
+                     "action_frequency_hz"):
+            setattr(record, attr, _mean([getattr(r, attr) for r in runs if getattr(r, attr) is not None]))
+        pooled.append(record)
+    return pooled
+
+
 def last_n(records: list[RunRecord], n: int = LAST_N) -> list[RunRecord]:
     """One seed's last n scored checkpoints: epoch_XXXX kinds by epoch, then latest."""
     ordered = sorted((int(EPOCH_KIND.match(r.kind).group(1)), i) for i, r in enumerate(records)
@@ -231,9 +266,13 @@ def setting_rank(setting: str, cache: Optional[dict]) -> tuple:
 
 
 def summarize(records: list[RunRecord], warn: Callable[[str], None] = _warn) -> list[dict]:
-    """One row (COLUMNS) per task and cache setting, sorted by task, then setting_rank."""
-    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    """One row (COLUMNS) per task and cache setting, sorted by task, then setting_rank (runs with several
+    sampling seeds pooled first: pool_sampling_seeds)."""
+    n_raw_runs: dict[tuple[str, str], int] = {}
     for record in records:
+        n_raw_runs[(record.task, record.setting)] = n_raw_runs.get((record.task, record.setting), 0) + 1
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for record in pool_sampling_seeds(records):
         groups.setdefault((record.task, record.setting), []).append(record)
 
     def rank(key: tuple[str, str]) -> tuple:
@@ -252,6 +291,7 @@ def summarize(records: list[RunRecord], warn: Callable[[str], None] = _warn) -> 
         if len(caches) > 1:
             warn(f"{task}/{setting} mixes cache settings ({'; '.join(caches)}); speed averaged over all of them")
         episodes = sorted({r.n_episodes for r in runs if r.n_episodes})
+        sampling_seed_counts = sorted({len(r.sampling_seeds) for r in runs})
 
         def mean_of(attr: str) -> Optional[float]:
             return _mean([getattr(r, attr) for r in runs if getattr(r, attr) is not None])
@@ -264,10 +304,11 @@ def summarize(records: list[RunRecord], warn: Callable[[str], None] = _warn) -> 
             "success_last10": _mean(last_scores), "success_last10_se": _se_of_mean(last_errors),
             "success_last10_std": _std(last_scores), "n_seeds_last10": len(last_scores),
             "n_episodes": episodes[0] if len(episodes) == 1 else None,
+            "n_sampling_seeds": sampling_seed_counts[0] if len(sampling_seed_counts) == 1 else None,
             "speedup": mean_of("speedup"), "latency_ms": mean_of("latency_ms"),
             "latency_original_ms": mean_of("latency_original_ms"),
             "flops_per_chunk": mean_of("flops"), "flops_per_chunk_original": mean_of("flops_original"),
-            "action_frequency_hz": mean_of("action_frequency_hz"), "n_runs": len(runs),
+            "action_frequency_hz": mean_of("action_frequency_hz"), "n_runs": n_raw_runs[(task, setting)],
         })
     return rows
 
@@ -296,6 +337,14 @@ def _score_cell(mean: Optional[float], se: Optional[float], std: Optional[float]
     return text + (f" (std {std:.3f}, {n} seeds)" if n > 1 else "")
 
 
+def _episodes_cell(n_episodes: Optional[int], n_sampling_seeds: Optional[int]) -> str:
+    """'50'; '3×50' for 150 episodes from three sampling seeds' runs of 50."""
+    if not n_episodes:
+        return "–"
+    seeds = n_sampling_seeds or 1
+    return f"{seeds}×{n_episodes // seeds}" if seeds > 1 and n_episodes % seeds == 0 else str(n_episodes)
+
+
 def _cell(value: Optional[float], fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
@@ -312,7 +361,8 @@ def markdown_table(rows: list[dict]) -> str:
         scores = "".join(f"{_score_cell(row[key], row[f'{key}_se'], row[f'{key}_std'], row[f'n_seeds_{key[8:]}'])} | "
                          for key, _ in success)
         lines.append(" ".join([
-            f"| {row['task']} | {row['cache'] or row['setting']} | {scores}{row['n_episodes'] or '–'} |",
+            f"| {row['task']} | {row['cache'] or row['setting']} | {scores}"
+            f"{_episodes_cell(row['n_episodes'], row['n_sampling_seeds'])} |",
             f"{_cell(row['speedup'], '.2f')}{'×' if row['speedup'] is not None else ''} |",
             f"{_cell(row['latency_ms'], '.1f')} | {_cell(gflops, '.3f')} |",
             f"{_cell(row['action_frequency_hz'], '.1f')} | {row['n_runs']} |",
@@ -325,7 +375,8 @@ def write_markdown(rows: list[dict], path) -> Path:
         "\nsuccess: mean_score ± its standard error from the test episodes (sample std / sqrt(episodes), or the "
         "binomial sqrt(p(1-p)/n) where the runner logs no per-episode score; for a mean over seeds or checkpoints, sqrt(sum se²) / n), with the std over training seeds where there are "
         "several. `max` = the best-scored checkpoint, `last-10` = per seed the mean over the last 10 evaluated "
-        "checkpoints (only latest.ckpt in the released tree, so its score). Speedup, latency, GFLOPs per action "
+        "checkpoints (only latest.ckpt in the released tree, so its score). Episodes: per checkpoint evaluation; "
+        "'3×50' = the runs of three sampling seeds (same episodes, other noise) pooled into one. Speedup, latency, GFLOPs per action "
         "chunk (one predict_action) and action frequency: mean over every run of the task and setting; speedup "
         "is against the original policy timed in the same run.\n"
     )

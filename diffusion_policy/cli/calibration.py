@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(num_caches=[5, 10], strategy=["reuse", "forecast"])
     p.add_argument("--counts", type=flags.int_list, default=[1, 8, 32], help="calibration observations to compare")
     p.add_argument("--heldout", type=int, default=16, help="held-out observations the schedules are judged on")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed of calibration and judgement (default 0)")
+    flags.add_seed_flag(p, "sampling seed of calibration and judgement")
     return p
 
 
@@ -48,14 +48,15 @@ def main(argv=None) -> int:
         set_threads(args.threads)
         metric = flags.single(args.metric, "--metric")
         num_bu_blocks = flags.single(args.num_bu_blocks, "--num_bu_blocks")
+        seed = flags.single(args.seed, "--seed")
         if args.heldout < 1 or min(args.counts) < 1:
             raise ValueError("--counts and --heldout must be >= 1")
         policy, cfg = load_checkpoint(args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint)
         observations = calibration_observations(cfg, policy, "env", max(args.counts) + args.heldout)
         calibration, heldout = observations[: max(args.counts)], observations[max(args.counts):]
-        activations = record_calibration_activations(policy, calibration, args.seed)
+        activations = record_calibration_activations(policy, calibration, seed)
 
-        reference = [sample_actions(policy, obs, args.seed) for obs in heldout]
+        reference = [sample_actions(policy, obs, seed) for obs in heldout]
         scheduler = {"class": type(policy.noise_scheduler).__name__,
                      "num_train_timesteps": int(policy.noise_scheduler.config.num_train_timesteps),
                      "num_inference_steps": int(policy.num_inference_steps)}
@@ -68,13 +69,13 @@ def main(argv=None) -> int:
                                       scheduler=scheduler, checkpoint_sha256="calibration-study",
                                       model_fingerprint=weights_fingerprint(policy), make_plots=False,
                                       strategies=tuple(args.strategy),
-                                      calibration={"source": "env", "observations": count, "seed": args.seed})
+                                      calibration={"source": "env", "observations": count, "seed": seed})
                 for strategy in args.strategy:
                     for num_caches in args.num_caches:
                         apply_cache(policy, CacheConfig("optimal", optimal_steps_dir=str(steps_dir), metric=metric,
                                                         num_caches=num_caches, num_bu_blocks=num_bu_blocks,
                                                         strategy=strategy))
-                        errors = [relative_error(sample_actions(policy, obs, args.seed), ref)
+                        errors = [relative_error(sample_actions(policy, obs, seed), ref)
                                   for obs, ref in zip(heldout, reference)]
                         apply_cache(policy, CacheConfig("original"))
                         rows.append({"calibration_observations": count, "strategy": strategy, "num_caches": num_caches,
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
               f"{r['action_rel_error_mean']:>22.4f} ± {r['action_rel_error_sem']:.4f}")
     out = Path(args.output_dir) / "calibration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, {"checkpoint": args.checkpoint, "metric": metric, "seed": args.seed, "rows": rows})
+    write_json_atomic(out, {"checkpoint": args.checkpoint, "metric": metric, "seed": seed, "rows": rows})
     print(f"\nwrote {out}")
     return 0
 

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                 print("warning: --use_bac with --cache_mode original: the policy runs uncached", file=sys.stderr)
         else:
             cache_config = CacheConfig(mode="original", compile=args.compile, compile_mode=args.compile_mode)
-        settings = CollectSettings(num_episodes=args.num_episodes, seed=args.seed, fps=args.fps,
+        settings = CollectSettings(num_episodes=args.num_episodes, seed=flags.single(args.seed, "--seed"), fps=args.fps,
                                    no_video=args.skip_video, resume=args.resume, format=args.format,
                                    n_envs=args.n_envs, max_steps=args.max_steps,
                                    num_inference_steps=args.num_inference_steps, threads=args.threads)

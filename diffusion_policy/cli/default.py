@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_metric_flag(parser)
     flags.add_num_caches_flag(parser)
     flags.add_num_bu_blocks_flag(parser)
-    parser.set_defaults(num_caches=[JobSettings.num_caches], num_bu_blocks=JobSettings.num_bu_blocks)
+    parser.set_defaults(num_caches=[JobSettings.num_caches], num_bu_blocks=[JobSettings.num_bu_blocks])
     flags.add_video_flag(parser, default=True)
     parser.add_argument("--video", dest="skip_video", action="store_false", help=argparse.SUPPRESS)  # old spelling
     parser.add_argument("--force_recompute", action="store_true",
@@ -44,6 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_from_args(args: argparse.Namespace):
+    """The JobSettings the parsed flags give (ValueError for a list flag with several values, an unknown task)."""
+    from diffusion_policy.default_job import DEFAULT_TASK, task_paths
+
+    checkpoint, assets_dir, output_dir = task_paths(args.task or DEFAULT_TASK)
+    settings = JobSettings(
+        checkpoint=checkpoint, assets_dir=assets_dir,
+        device=args.device, skip_video=args.skip_video, threads=args.threads, force_recompute=args.force_recompute,
+        cache_threshold=flags.single(args.cache_threshold, "--cache_threshold"),
+        metric=flags.single(args.metric, "--metric"), num_caches=flags.single(args.num_caches, "--num_caches"),
+        num_bu_blocks=flags.single(args.num_bu_blocks, "--num_bu_blocks"), seed=flags.single(args.seed, "--seed"),
+        num_inference_steps=args.num_inference_steps,
+        output_dir=Path(args.output_dir or output_dir), strategy=flags.single(args.strategy, "--strategy"),
+        forecast_order=args.forecast_order, compile=args.compile, compile_mode=args.compile_mode,
+    )
+    settings.n_test = args.n_test or (50 if args.full else settings.n_test)
+    settings.n_envs = args.n_envs or (25 if args.full else None)
+    return settings
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -52,20 +72,7 @@ def main(argv=None) -> int:
     from diffusion_policy.default_job import format_table, run_default_job
 
     try:
-        from diffusion_policy.default_job import DEFAULT_TASK, task_paths
-
-        checkpoint, assets_dir, output_dir = task_paths(args.task or DEFAULT_TASK)
-        settings = JobSettings(
-            checkpoint=checkpoint, assets_dir=assets_dir,
-            device=args.device, skip_video=args.skip_video, threads=args.threads, force_recompute=args.force_recompute,
-            cache_threshold=flags.single(args.cache_threshold, "--cache_threshold"),
-            metric=flags.single(args.metric, "--metric"), num_caches=flags.single(args.num_caches, "--num_caches"),
-            num_bu_blocks=flags.single(args.num_bu_blocks, "--num_bu_blocks"), seed=args.seed, num_inference_steps=args.num_inference_steps,
-            output_dir=Path(args.output_dir or output_dir), strategy=flags.single(args.strategy, "--strategy"),
-            forecast_order=args.forecast_order, compile=args.compile, compile_mode=args.compile_mode,
-        )
-        settings.n_test = args.n_test or (50 if args.full else settings.n_test)
-        settings.n_envs = args.n_envs or (25 if args.full else None)
+        settings = settings_from_args(args)
         rows = run_default_job(settings)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

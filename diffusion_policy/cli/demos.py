@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from diffusion_policy.cli import flags
 from diffusion_policy.demos.generate import DEFAULT_OUTPUTS, TASKS, generate_demos
 
 
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bac-demos", description=__doc__.split("\n")[0])
     p.add_argument("--task", required=True, choices=TASKS, help="which scripted expert to run")
     p.add_argument("--num_episodes", type=int, default=200, help="successful episodes to keep")
-    p.add_argument("--seed", type=int, default=0, help="env seed of the first attempt (then +1 per attempt)")
+    flags.add_seed_flag(p, "env seed of the first attempt (then +1 per attempt)")
     p.add_argument(
         "--images",
         action="store_true",
@@ -61,7 +62,7 @@ def main(argv=None) -> float:
         sys.exit(f"error: {output} already exists; pass --overwrite to replace it or choose another -o")
     try:
         stats = generate_demos(
-            args.task, output, args.num_episodes, seed=args.seed, images=args.images,
+            args.task, output, args.num_episodes, seed=flags.single(args.seed, "--seed"), images=args.images,
             max_attempts=args.max_attempts, max_steps=args.max_steps, val_ratio=args.val_ratio,
         )  # fmt: skip
     except (ValueError, RuntimeError) as error:

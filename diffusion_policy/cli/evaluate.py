@@ -42,8 +42,9 @@ def main(argv=None) -> int:
     try:
         cache_config = flags.cache_config_from_args(args)
         settings = EvalSettings(n_test=args.n_test, n_train=args.n_train, n_envs=args.n_envs,
-                                max_steps=args.max_steps, skip_video=args.skip_video, seed=args.seed,
-                                latency_samples=args.latency_samples, threads=args.threads)
+                                max_steps=args.max_steps, skip_video=args.skip_video,
+                                seed=flags.single(args.seed, "--seed"), latency_samples=args.latency_samples,
+                                threads=args.threads)
         results, bench, out = evaluate_checkpoint(
             args.checkpoint, args.output_dir, cache_config, device=args.device, settings=settings,
             num_inference_steps=args.num_inference_steps, trust_checkpoint=args.trust_checkpoint)

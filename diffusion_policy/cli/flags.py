@@ -3,8 +3,8 @@
 One spelling per concept across all commands (bac-eval, bac-schedules, bac-collect, bac-benchmark,
 bac-suite, bac-default). Cache defaults are CacheConfig's. Flags whose concept can take several
 values (`--num_caches`, `--num_bu_blocks`, `--metric`, `--cache_threshold`, `--cache_mode`, `--strategy`) always parse a comma-separated
-list; a command that runs one setting takes exactly one value (`single`). `-o/--output_dir` is always
-a directory. Nothing here imports torch: `--help` stays instant.
+list; a command that runs one setting takes exactly one value (`single`); so does `--seed`, of which
+bac-suite runs every setting once per value. `-o/--output_dir` is always a directory. Nothing here imports torch: `--help` stays instant.
 """
 
 from __future__ import annotations
@@ -211,7 +211,13 @@ def add_rollout_flags(parser: argparse.ArgumentParser, seed_help: str = "seed of
 def add_steps_and_seed_flags(parser: argparse.ArgumentParser, seed_help: str = "seed of the sampling noise") -> None:
     parser.add_argument("--num_inference_steps", type=int, default=None,
                         help="denoising steps (default: the checkpoint's)")
-    parser.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default 0)")
+    add_seed_flag(parser, seed_help)
+
+
+def add_seed_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """--seed: a list flag like --num_caches (bac-suite runs every setting once per seed; the commands that
+    run once take one value: `single(args.seed, "--seed")`)."""
+    parser.add_argument("--seed", type=int_list, default=[0], metavar="S[,S]", help=f"{help} (default 0)")
 
 
 def add_video_flag(parser: argparse.ArgumentParser, default: bool = False, what: str = "record no episode videos"

@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         written = compute_optimal_schedules(
             args.checkpoint, args.output_dir, device=args.device, num_caches_list=tuple(args.num_caches),
             metrics=tuple(args.metric), force_recompute=args.force_recompute, source=args.calibration,
-            seed=args.seed, num_inference_steps=args.num_inference_steps, make_plots=not args.no_plots,
+            seed=flags.single(args.seed, "--seed"), num_inference_steps=args.num_inference_steps, make_plots=not args.no_plots,
             trust_checkpoint=args.trust_checkpoint, strategies=tuple(args.strategy), calibration_count=count,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as err:

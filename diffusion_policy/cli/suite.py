@@ -7,6 +7,8 @@
 each --cache_threshold (default 5); optimal at each --num_caches (default 5) x --num_bu_blocks (default 3
 here, the paper's BAC: ACS + Bubbling Union) x --strategy. The paper's table:
     bac-suite run --cache_threshold 5,10 --num_caches 5,8,10 --num_bu_blocks 0,3 --n_test 50 --n_train 0
+(add --seed 0,1,2 to run each setting with three sampling seeds, which bac-aggregate pools: a 50-episode
+score is itself noisy).
 
 This file is the one place that knows the task list, the checkpoint tree and the filters. A run is a
 typed job (EvalJob: `evaluate_checkpoint` with a CacheConfig and EvalSettings; ScheduleJob:
@@ -23,8 +25,10 @@ In each checkpoints dir, `max` is the epoch=XXXX-test_mean_score=Y.YYY.ckpt with
 Schedules go to assets/<task>/ from train_0's max checkpoint and serve every seed and kind, as in
 the original. One benchmark run writes results/<task>/train_<i>/<kind>/<setting>/{eval_results.json,
 benchmark_results.json, run.log}, <setting> being `setting_name` of its cache (original, threshold_5,
-optimal_k5_bu3, optimal_k5_bu3_forecast1, optimal_l2_k5_bu0, optimal_k5_bu3_recompute_l0ffn); runs whose two JSON files are already there
-are skipped.
+optimal_k5_bu3, optimal_k5_bu3_forecast1, optimal_l2_k5_bu0, optimal_k5_bu3_recompute_l0ffn), and
+<setting>_sampling_seed<S> for a sampling seed S other than 0 (`--seed 0,1,2`: every setting three times,
+same episodes, other noise; bac-aggregate pools them). Runs whose two JSON files are already there are
+skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import concurrent.futures
+import itertools
 import multiprocessing
 import os
 import json
@@ -55,6 +60,7 @@ CKPT_KINDS = ("max", "latest", "epochs")
 TREE_SUBDIR = "diffusion_policy_transformer"
 SCORED_CKPT = re.compile(r"^epoch=(\d+)-test_mean_score=(-?\d+(?:\.\d+)?)\.ckpt$")
 EVAL_OUTPUTS = ("eval_results.json", "benchmark_results.json")
+SAMPLING_SEED_SUFFIX = "_sampling_seed"  # results/<task>/train_<i>/<kind>/<setting>_sampling_seed<S>/
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,12 @@ def setting_name(cache: CacheConfig) -> str:
     return name
 
 
+def run_dir_name(setting: str, sampling_seed: int = 0) -> str:
+    """The results dir of one setting run with one sampling seed: the setting's name for seed 0,
+    <setting>_sampling_seed<S> otherwise (bac-aggregate pools a setting's sampling seeds into one row)."""
+    return setting if sampling_seed == 0 else f"{setting}{SAMPLING_SEED_SUFFIX}{sampling_seed}"
+
+
 # ---------------------------------------------------------------- checkpoint discovery
 
 
@@ -388,14 +400,18 @@ def plan_runs(
     options: EvalOptions = EvalOptions(),
     job_type: Optional[type] = None,
     force: bool = False,
+    sampling_seeds: Optional[Sequence[int]] = None,
 ) -> Plan:
-    """Every task x train_<seed> x checkpoint kind x cache setting run (job_type: EvalJob or a stand-in)."""
+    """Every task x train_<seed> x checkpoint kind x cache setting x sampling seed run (job_type: EvalJob or
+    a stand-in). sampling_seeds: the seeds of the sampling noise, one run each (default: options.settings.seed's
+    one run); the episodes' env seeds are the same in every run."""
     from diffusion_policy.activation_utils.schedule_files import optimal_steps_dir, schedule_path
 
     bad = [k for k in ckpt_kinds if k not in CKPT_KINDS]
     if bad:
         raise ValueError(f"unknown checkpoint kind {', '.join(bad)}; kinds: {', '.join(CKPT_KINDS)}")
     job_type = job_type or EvalJob
+    sampling_seeds = tuple(dict.fromkeys(sampling_seeds)) if sampling_seeds else (options.settings.seed,)
     cwd = str(Path.cwd())
     plan = Plan()
     for spec in select_tasks(checkpoint_root, group, tasks):
@@ -419,10 +435,11 @@ def plan_runs(
             settings = [c for c in settings if c not in left_out]
         for seed, kinds in found.items():
             for kind, checkpoint in kinds.items():
-                for cache in settings:
-                    name = setting_name(cache)
+                for cache, sampling_seed in itertools.product(settings, sampling_seeds):
+                    name = run_dir_name(setting_name(cache), sampling_seed)
                     out = Path(results_dir) / spec.name / f"train_{seed}" / kind / name
-                    job = job_type(str(checkpoint), str(out), cache, options.settings, device,
+                    job = job_type(str(checkpoint), str(out), cache,
+                                   dataclasses.replace(options.settings, seed=sampling_seed), device,
                                    options.num_inference_steps, options.trust_checkpoint)
                     run = PlannedRun(
                         name=f"{spec.name}/train_{seed}/{kind}/{name}",
@@ -678,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_recompute_blocks_flag(bench)
     bench.set_defaults(num_bu_blocks=[3])  # the suite's optimal mode is the paper's BAC: ACS + Bubbling Union 3
     flags.add_cache_switches(bench)
-    flags.add_rollout_flags(bench)
+    flags.add_rollout_flags(bench, seed_help="seed(s) of the sampling noise, one run per seed, e.g. 0,1,2")
     bench.add_argument("--force", action="store_true", help="re-run runs whose results exist")
     bench.add_argument("--no_plots", action="store_true", help="write no summary plots")
     return parser
@@ -704,11 +721,11 @@ def _plan_from_args(args) -> Plan:
                                            num_caches=args.num_caches[0], num_bu_blocks=args.num_bu_blocks[0],
                                            strategy=args.strategy[0]),
         settings=EvalSettings(n_test=args.n_test, n_train=args.n_train, n_envs=args.n_envs, max_steps=args.max_steps,
-                              skip_video=args.skip_video, seed=args.seed, threads=args.threads),
+                              skip_video=args.skip_video, threads=args.threads),
         num_inference_steps=args.num_inference_steps, trust_checkpoint=args.trust_checkpoint,
     )
     return plan_runs(args.checkpoint_root, args.results_dir, args.assets_dir, args.device, args.group, args.task,
-                     args.seeds, args.ckpt_kinds, grid, options, force=args.force)
+                     args.seeds, args.ckpt_kinds, grid, options, force=args.force, sampling_seeds=args.seed)
 
 
 def check_args(args) -> None:
