@@ -447,6 +447,9 @@ def test_several_sampling_seeds_give_one_run_each(tree, capsys):
     assert sum("--seed 0" in line for line in out.splitlines()) == 2
     with pytest.raises(SystemExit):
         suite.main(args + ["--seed", "x"])
+    assert suite.main(args + ["--latency_samples", "5"]) == 0  # passed on to every run
+    assert all("--latency_samples 5" in line for line in capsys.readouterr().out.splitlines() if "bac-eval" in line)
+    assert suite.main(args + ["--latency_samples", "0"]) == 2
 
 
 def test_sampling_seeds_are_pooled_into_one_evaluation(tmp_path):

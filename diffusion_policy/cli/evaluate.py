@@ -24,8 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_cache_flags(parser)
     flags.add_video_flag(parser)
     flags.add_rollout_flags(parser)
-    parser.add_argument("--latency_samples", type=int, default=20,
-                        help="recorded observations re-timed through this mode and original (default 20)")
+    flags.add_latency_samples_flag(parser)
     return parser
 
 

@@ -220,6 +220,14 @@ def add_seed_flag(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--seed", type=int_list, default=[0], metavar="S[,S]", help=f"{help} (default 0)")
 
 
+def add_latency_samples_flag(parser: argparse.ArgumentParser) -> None:
+    from diffusion_policy.env_runner.settings import EvalSettings
+
+    parser.add_argument("--latency_samples", type=int, default=EvalSettings.latency_samples,
+                        help="recorded observations re-timed through the cached mode and original "
+                             f"(default {EvalSettings.latency_samples})")
+
+
 def add_video_flag(parser: argparse.ArgumentParser, default: bool = False, what: str = "record no episode videos"
                    ) -> None:
     parser.add_argument("--skip_video", action=argparse.BooleanOptionalAction, default=default,

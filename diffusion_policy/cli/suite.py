@@ -696,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(num_bu_blocks=[3])  # the suite's optimal mode is the paper's BAC: ACS + Bubbling Union 3
     flags.add_cache_switches(bench)
     flags.add_rollout_flags(bench, seed_help="seed(s) of the sampling noise, one run per seed, e.g. 0,1,2")
+    flags.add_latency_samples_flag(bench)
     bench.add_argument("--force", action="store_true", help="re-run runs whose results exist")
     bench.add_argument("--no_plots", action="store_true", help="write no summary plots")
     return parser
@@ -721,7 +722,8 @@ def _plan_from_args(args) -> Plan:
                                            num_caches=args.num_caches[0], num_bu_blocks=args.num_bu_blocks[0],
                                            strategy=args.strategy[0]),
         settings=EvalSettings(n_test=args.n_test, n_train=args.n_train, n_envs=args.n_envs, max_steps=args.max_steps,
-                              skip_video=args.skip_video, threads=args.threads),
+                              skip_video=args.skip_video, threads=args.threads,
+                              latency_samples=args.latency_samples),
         num_inference_steps=args.num_inference_steps, trust_checkpoint=args.trust_checkpoint,
     )
     return plan_runs(args.checkpoint_root, args.results_dir, args.assets_dir, args.device, args.group, args.task,
@@ -746,6 +748,7 @@ def check_args(args) -> None:
         check_range("--n_envs", args.n_envs, 1)
         check_range("--max_steps", args.max_steps, 1)
         check_range("--num_inference_steps", args.num_inference_steps, 1)
+        check_range("--latency_samples", args.latency_samples, 1, allow_none=False)
     check_range("--threads", args.threads, 1)
 
 
