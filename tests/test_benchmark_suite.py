@@ -481,3 +481,18 @@ def test_sampling_seeds_are_pooled_into_one_evaluation(tmp_path):
     assert "| pusht | original | 0.700 ± 0.100 | 2 |" in md
     csv_row = list(csv.DictReader(open(res / "summary.csv")))[1]
     assert csv_row["setting"] == "threshold_5" and csv_row["n_sampling_seeds"] == "3"
+
+
+@pytest.mark.parametrize("tree_dir", ["results", "results/seed_study"])
+def test_committed_tables_are_what_their_runs_aggregate_to(tree_dir, tmp_path):
+    """The README's tables come from committed runs: aggregating a copy of each committed tree again gives
+    the committed summary.md, row for row (the sampling-seed study: its 3×50-episode pooled rows)."""
+    import shutil
+
+    source = REPO / tree_dir
+    copy = tmp_path / "tree"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("seed_study", "sensitivity", "*.png", "summary.*"))
+    agg.aggregate(copy, plots=False, warn=lambda message: None)
+    table = [line for line in (copy / "summary.md").read_text().splitlines() if line.startswith("| ")]
+    committed = [line for line in (source / "summary.md").read_text().splitlines() if line.startswith("| ")]
+    assert table == committed
