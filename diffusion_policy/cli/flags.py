@@ -2,9 +2,10 @@
 
 One spelling per concept across all commands (bac-eval, bac-schedules, bac-collect, bac-benchmark,
 bac-suite, bac-default). Cache defaults are CacheConfig's. Flags whose concept can take several
-values (`--num_caches`, `--num_bu_blocks`, `--metric`, `--cache_threshold`, `--cache_mode`, `--strategy`) always parse a comma-separated
-list; a command that runs one setting takes exactly one value (`single`); so does `--seed`, of which
-bac-suite runs every setting once per value. `-o/--output_dir` is always a directory. Nothing here imports torch: `--help` stays instant.
+values (`--num_caches`, `--num_bu_blocks`, `--metric`, `--cache_threshold`, `--cache_mode`, `--strategy`,
+`--seed`) always parse a comma-separated list; a command that runs one setting takes exactly one value
+(`single`); bac-suite runs every setting once per `--seed`. `-o/--output_dir` is always a directory.
+Nothing here imports torch: `--help` stays instant.
 """
 
 from __future__ import annotations
