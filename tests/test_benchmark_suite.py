@@ -496,3 +496,10 @@ def test_committed_tables_are_what_their_runs_aggregate_to(tree_dir, tmp_path):
     table = [line for line in (copy / "summary.md").read_text().splitlines() if line.startswith("| ")]
     committed = [line for line in (source / "summary.md").read_text().splitlines() if line.startswith("| ")]
     assert table == committed
+
+
+def test_run_dir_names_round_trip():
+    for setting, sampling_seed in (("original", 0), ("threshold_5", 2), ("optimal_k5_bu3_forecast1", 11)):
+        assert suite.parse_run_dir_name(suite.run_dir_name(setting, sampling_seed)) == (setting, sampling_seed)
+    assert suite.run_dir_name("original", 0) == "original"  # seed 0 keeps the setting's own dir
+    assert suite.parse_run_dir_name("x_sampling_seedab") == ("x_sampling_seedab", 0)

@@ -3,9 +3,9 @@
     python scripts/aggregate_results.py results/
 
 Reads results/<task>/train_<i>/<kind>/<setting>/{eval_results,benchmark_results}.json (the tree
-scripts/benchmark_suite.py writes; <setting> is one cache setting: original, threshold_5, optimal_k5_bu3, ...,
-with a suffix _sampling_seed<S> for a run with sampling seed S other than 0) and writes, atomically, results/summary.csv, results/summary.md, results/summary_success_vs_speedup.png and
-results/summary_modes.png.
+scripts/benchmark_suite.py writes; <setting> is one cache setting: original, threshold_5, optimal_k5_bu3,
+..., with a suffix _sampling_seed<S> for a run with sampling seed S other than 0) and writes, atomically,
+results/summary.csv, results/summary.md, results/summary_success_vs_speedup.png and results/summary_modes.png.
 
 One row per task and cache setting, in table order (original, threshold by period, optimal by strategy,
 num_caches, BU blocks). The runs of one checkpoint and setting with other sampling seeds (same episodes,
@@ -45,11 +45,11 @@ import numpy as np
 
 from diffusion_policy.acceleration.config import describe_text as describe_cache
 from diffusion_policy.activation_utils.schedule_files import write_atomic
+from diffusion_policy.cli.suite import parse_run_dir_name
 
 MODE_ORDER = ("original", "threshold", "optimal")
 LAST_N = 10
 SEED_DIR = re.compile(r"^train_(\d+)$")
-SAMPLING_SEED_DIR = re.compile(r"^(.+)_sampling_seed(\d+)$")  # bac-suite's run_dir_name
 EPOCH_KIND = re.compile(r"^epoch_(\d+)$")
 EPISODE_SCORE = re.compile(r"^(train|test)/sim_max_reward_(-?\d+)$")
 COLUMNS = (
@@ -156,9 +156,7 @@ def load_records(results_dir, warn: Callable[[str], None] = _warn) -> list[RunRe
         if not run_dir.is_dir() or seed_match is None:
             continue
         task, kind, setting = run_dir.parent.parent.parent.name, run_dir.parent.name, run_dir.name
-        sampling_match = SAMPLING_SEED_DIR.match(setting)
-        sampling_seed = int(sampling_match.group(2)) if sampling_match else 0
-        setting = sampling_match.group(1) if sampling_match else setting
+        setting, sampling_seed = parse_run_dir_name(setting)
         record = RunRecord(task, int(seed_match.group(1)), kind, setting, (sampling_seed,))
         evaluation = _read_json(run_dir / "eval_results.json", warn)
         if evaluation is not None:
@@ -268,9 +266,6 @@ def setting_rank(setting: str, cache: Optional[dict]) -> tuple:
 def summarize(records: list[RunRecord], warn: Callable[[str], None] = _warn) -> list[dict]:
     """One row (COLUMNS) per task and cache setting, sorted by task, then setting_rank (runs with several
     sampling seeds pooled first: pool_sampling_seeds)."""
-    n_raw_runs: dict[tuple[str, str], int] = {}
-    for record in records:
-        n_raw_runs[(record.task, record.setting)] = n_raw_runs.get((record.task, record.setting), 0) + 1
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for record in pool_sampling_seeds(records):
         groups.setdefault((record.task, record.setting), []).append(record)
@@ -308,7 +303,7 @@ def summarize(records: list[RunRecord], warn: Callable[[str], None] = _warn) -> 
             "speedup": mean_of("speedup"), "latency_ms": mean_of("latency_ms"),
             "latency_original_ms": mean_of("latency_original_ms"),
             "flops_per_chunk": mean_of("flops"), "flops_per_chunk_original": mean_of("flops_original"),
-            "action_frequency_hz": mean_of("action_frequency_hz"), "n_runs": n_raw_runs[(task, setting)],
+            "action_frequency_hz": mean_of("action_frequency_hz"), "n_runs": sum(len(r.sampling_seeds) for r in runs),
         })
     return rows
 

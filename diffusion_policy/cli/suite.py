@@ -246,6 +246,12 @@ def run_dir_name(setting: str, sampling_seed: int = 0) -> str:
     return setting if sampling_seed == 0 else f"{setting}{SAMPLING_SEED_SUFFIX}{sampling_seed}"
 
 
+def parse_run_dir_name(name: str) -> tuple[str, int]:
+    """run_dir_name's inverse: (setting, sampling seed)."""
+    setting, _, seed = name.rpartition(SAMPLING_SEED_SUFFIX)
+    return (setting, int(seed)) if setting and seed.isdigit() else (name, 0)
+
+
 # ---------------------------------------------------------------- checkpoint discovery
 
 
