@@ -310,10 +310,37 @@ def test_block_push_success_rate_floor(block_env):
     assert stats.success_rate >= 0.75
 
 
+def test_block_push_execution_noise_moves_the_env_but_keeps_clean_labels(block_env):
+    seed = 3
+    noisy = collect_block_push_episode(block_env, BlockPushExpert(style="nominal"), seed, execution_noise=0.006)
+    clean = collect_block_push_episode(block_env, BlockPushExpert(style="nominal"), seed)
+    assert noisy is not None and clean is not None
+    assert len(noisy["obs"]) != len(clean["obs"]) or not np.allclose(noisy["obs"], clean["obs"])
+    # each label is what the expert commands from the recorded observation: replaying the observations
+    # into a fresh expert of the same seed gives the recorded actions, not the executed (noisy) ones
+    replay = BlockPushExpert(style="nominal")
+    replay.reset(np.random.default_rng(seed))
+    np.testing.assert_array_equal(np.stack([replay.act(obs) for obs in noisy["obs"]]), noisy["action"])
+
+
+def test_block_push_nominal_style_is_fixed(block_env):
+    expert = BlockPushExpert(style="nominal")
+    styles = []
+    for seed in (0, 1):
+        expert.reset(np.random.default_rng(seed))
+        styles.append(expert.style)
+    assert styles[0] == styles[1] and styles[0].action_noise == 0.0
+    with pytest.raises(ValueError, match="unknown block pushing expert style"):
+        BlockPushExpert(style="fast")
+    with pytest.raises(ValueError, match="block_pushing only"):
+        generate_demos("pusht", "unused.zarr", num_episodes=1, execution_noise=0.01)
+
+
 def test_block_push_zarr_loads_with_project_loader(tmp_path):
     path = str(tmp_path / "multimodal_push_seed.zarr")
-    generate_demos("block_pushing", path, num_episodes=2, seed=0)
+    generate_demos("block_pushing", path, num_episodes=2, seed=0, expert_style="nominal", execution_noise=0.004)
     root = zarr.open_group(path, mode="r")
+    assert root.attrs["expert_style"] == "nominal" and root.attrs["expert_execution_noise"] == 0.004
     assert sorted(root["data"].keys()) == ["action", "obs"]
     assert root["data/obs"].shape[1:] == (16,) and len(root["meta/episode_ends"]) == 2
     dataset = BlockPushLowdimDataset(path, horizon=5, pad_before=2, pad_after=0)

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from test_policies import TINY_OVERRIDES, fitted_normalizer, single_thread  # noqa: F401 (autouse fixture)
 
-from diffusion_policy.common.checkpoint import load_checkpoint, read_checkpoint
+from diffusion_policy.common.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from diffusion_policy.common.checkpoint_util import TopKCheckpointManager
 from diffusion_policy.common.json_logger import read_json_log
 from diffusion_policy.model.common.normalizer import LinearNormalizer
@@ -268,3 +268,25 @@ def test_last_epoch_is_checkpointed_between_periods(tmp_path):
     train(toy_cfg("lowdim", overrides), output_dir=str(tmp_path))
     # epoch 0 by the period, then epoch 2 because it is the last one
     assert read_checkpoint(tmp_path / "checkpoints" / "latest.ckpt", cfg_is_used=False).pickles["epoch"] == 3
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
+    overrides = ["training.num_epochs=1", "dataloader.batch_size=32", "training.max_train_steps=3",
+                 "training.max_val_steps=2", "training.checkpoint_every=1"]
+    source = train(toy_cfg("lowdim", overrides), output_dir=str(tmp_path / "source"))
+    source_ckpt = tmp_path / "source" / "checkpoints" / "latest.ckpt"
+    # zero steps of the fine-tuning run: its weights are the source's, its counters its own
+    tuned = train(toy_cfg("lowdim", overrides[1:] + ["training.num_epochs=0", f"training.init_from={source_ckpt}"]),
+                  output_dir=str(tmp_path / "tuned"))
+    assert (tuned.epoch, tuned.global_step) == (0, 0)
+    for name in ("model", "ema_model"):
+        theirs, ours = getattr(source, name).state_dict(), getattr(tuned, name).state_dict()
+        assert all(torch.equal(theirs[key], ours[key]) for key in theirs)
+    assert not torch.equal(source.model.state_dict()["model.head.weight"],
+                           source.ema_model.state_dict()["model.head.weight"])  # two different copies came over
+
+    # weights of another model size: one line naming the option
+    wider = toy_cfg("lowdim", overrides[1:] + ["training.num_epochs=0", f"training.init_from={source_ckpt}",
+                                                "policy.model.n_emb=48"])
+    with pytest.raises(CheckpointError, match="training.init_from=.*do not fit"):
+        train(wider, output_dir=str(tmp_path / "wider"))

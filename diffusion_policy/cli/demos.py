@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="episode step limit (default: lift 200, can 400, pusht 300, block_pushing 350)",
     )
+    p.add_argument("--expert_style", choices=("random", "nominal"), default="random",
+                   help="block_pushing: draw the expert's speeds and distances per episode, or use one fixed style")
+    p.add_argument("--execution_noise", type=float, default=0.0, metavar="STD",
+                   help="block_pushing: std (m) of noise on the executed action only; the label stays clean (DART)")
     p.add_argument("--val_ratio", type=float, default=0.1, help="robomimic mask/valid share (lift and can only)")
     p.add_argument("--dataset", dest="output", default=None,
                    help="the dataset to write, an hdf5 file or a zarr folder (default: where the task config reads it)")
@@ -64,6 +68,7 @@ def main(argv=None) -> float:
         stats = generate_demos(
             args.task, output, args.num_episodes, seed=flags.single(args.seed, "--seed"), images=args.images,
             max_attempts=args.max_attempts, max_steps=args.max_steps, val_ratio=args.val_ratio,
+            expert_style=args.expert_style, execution_noise=args.execution_noise,
         )  # fmt: skip
     except (ValueError, RuntimeError) as error:
         sys.exit(f"error: {error}")

@@ -10,6 +10,13 @@ of the other block), so the data shows the task's several modes. For each block:
 2. push: aim just inside the back face of the block and advance toward the target, re-aiming
    every step so the block is steered onto the target;
 3. back off along the push line before heading for the next block.
+
+Two options make the data easier to imitate (the second training recipe of Block Pushing):
+`BlockPushExpert(style="nominal")` uses one fixed style instead of drawing speeds and distances per
+episode (hidden per-episode variables the policy would otherwise have to infer), and
+`collect_block_push_episode(..., execution_noise=s)` perturbs the executed action only, recording the
+expert's clean action as the label (DART, Laskey et al. 2017): the data then covers the states just
+off the expert's path, with the correction the expert makes from each.
 """
 
 from dataclasses import dataclass
@@ -55,11 +62,29 @@ class BlockPushStyle:
             action_noise=rng.uniform(0.0, 0.002),
         )
 
+    @classmethod
+    def nominal(cls) -> "BlockPushStyle":
+        """One fixed style: mid-range distances, a slow push, no noise on the labels."""
+        return cls(transit_speed=0.025, push_speed=0.014, behind=0.07, aim_depth=0.025,
+                   target_tolerance=0.015, action_noise=0.0)  # fmt: skip
+
 
 class BlockPushExpert(ScriptedExpert):
     """`act(obs (16,)) -> action (2,)`; call `reset()` at the start of every episode."""
 
     style_class = BlockPushStyle
+    STYLES = ("random", "nominal")
+
+    def __init__(self, rng: np.random.Generator | None = None, style: str = "random"):
+        if style not in self.STYLES:
+            raise ValueError(f"unknown block pushing expert style {style!r}; use one of {', '.join(self.STYLES)}")
+        self.style_kind = style
+        super().__init__(rng)
+
+    def reset(self, rng: np.random.Generator | None = None) -> None:
+        super().reset(rng)  # draws a random style (keeps the generator's stream the same for both kinds)
+        if self.style_kind == "nominal":
+            self.style = BlockPushStyle.nominal()
 
     def start_episode(self) -> None:
         self.plan = None  # [(block index, target index)] in pushing order
@@ -174,17 +199,26 @@ class BlockPushExpert(ScriptedExpert):
         return goal
 
 
-def collect_block_push_episode(env, expert: BlockPushExpert, seed: int, max_steps: int = 350) -> dict | None:
+def collect_block_push_episode(
+    env, expert: BlockPushExpert, seed: int, max_steps: int = 350, execution_noise: float = 0.0
+) -> dict | None:
     """One expert episode on `BlockPushMultimodal` from the scene of `seed`; None unless both blocks
-    end in different targets within `max_steps`. Returns obs (T, 16) and action (T, 2), float32."""
+    end in different targets within `max_steps`. Returns obs (T, 16) and the expert's action (T, 2),
+    float32; the env executes that action plus N(0, execution_noise^2) per coordinate (m)."""
+    if execution_noise < 0:
+        raise ValueError(f"execution_noise must be >= 0, got {execution_noise}")
     expert.reset(np.random.default_rng(seed))  # the episode depends on `seed` alone
+    execution_rng = np.random.default_rng([seed, 1])  # apart, so the expert's own draws do not change
     obs, _ = env.reset(seed=seed)
     observations, actions = [], []
     for _ in range(max_steps):
         action = expert.act(obs)
         observations.append(obs)
         actions.append(action)
-        obs, reward, terminated, _, _ = env.step(action)
+        executed = action
+        if execution_noise:
+            executed = (action + execution_rng.normal(0.0, execution_noise, size=action.shape)).astype(np.float32)
+        obs, reward, terminated, _, _ = env.step(executed)
         if terminated:  # success, or two blocks entering targets in the same step (0.98)
             if not np.isclose(reward, 0.51):
                 return None

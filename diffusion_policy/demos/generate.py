@@ -133,15 +133,15 @@ def _pusht_source(images: bool, max_steps: int):
     return (lambda s: collect_pusht_episode(env, expert, s, max_steps)), env.close, None
 
 
-def _block_pushing_source(images: bool, max_steps: int):
+def _block_pushing_source(images: bool, max_steps: int, style: str = "random", execution_noise: float = 0.0):
     if images:
         raise ValueError("--images is not available for block_pushing: its dataset is state-only (obs (16,))")
     from diffusion_policy.demos.block_pushing_expert import BlockPushExpert, collect_block_push_episode
     from diffusion_policy.env.block_pushing.block_pushing_multimodal import BlockPushMultimodal
 
     env = BlockPushMultimodal()
-    expert = BlockPushExpert()
-    return (lambda s: collect_block_push_episode(env, expert, s, max_steps)), env.close, None
+    expert = BlockPushExpert(style=style)
+    return (lambda s: collect_block_push_episode(env, expert, s, max_steps, execution_noise)), env.close, None
 
 
 SOURCES = {"lift": _lift_source, "can": _can_source, "pusht": _pusht_source, "block_pushing": _block_pushing_source}
@@ -156,9 +156,13 @@ def generate_demos(
     max_attempts: int | None = None,
     max_steps: int | None = None,
     val_ratio: float = 0.1,
+    expert_style: str = "random",
+    execution_noise: float = 0.0,
 ) -> CollectionStats:
     """Collect `num_episodes` successful expert episodes of `task` and write them to `output` in the
-    format of the original dataset (robomimic hdf5 for lift/can, replay zarr for pusht/block_pushing)."""
+    format of the original dataset (robomimic hdf5 for lift/can, replay zarr for pusht/block_pushing).
+    `expert_style` and `execution_noise` are options of the block pushing expert (see
+    `block_pushing_expert`)."""
     from diffusion_policy.demos.writers import write_replay_zarr, write_robomimic_hdf5
 
     if task not in SOURCES:
@@ -168,7 +172,12 @@ def generate_demos(
     max_attempts = max_attempts if max_attempts is not None else 2 * num_episodes + 10
     if max_attempts < 1:
         raise ValueError(f"--max_attempts must be at least 1, got {max_attempts}")
-    run_episode, close, env_meta = SOURCES[task](images, max_steps or DEFAULT_MAX_STEPS[task])
+    expert_options = {}
+    if expert_style != "random" or execution_noise:
+        if task != "block_pushing":
+            raise ValueError(f"--expert_style and --execution_noise apply to block_pushing only, not {task}")
+        expert_options = {"style": expert_style, "execution_noise": float(execution_noise)}
+    run_episode, close, env_meta = SOURCES[task](images, max_steps or DEFAULT_MAX_STEPS[task], **expert_options)
     try:
         episodes, stats = collect_episodes(run_episode, num_episodes, max_attempts, seed, desc=f"{task} demos")
     finally:
@@ -177,7 +186,7 @@ def generate_demos(
         raise RuntimeError(
             f"the {task} expert succeeded in none of {stats.attempts} attempts; nothing written to {output}"
         )
-    metadata = stats.metadata(task, seed)
+    metadata = {**stats.metadata(task, seed), **{f"expert_{k}": v for k, v in expert_options.items()}}
     if task in ("lift", "can"):
         metadata["episode_seeds"] = np.asarray(metadata["episode_seeds"], dtype=np.int64)
         write_robomimic_hdf5(output, episodes, env_meta, metadata, val_ratio=val_ratio, seed=seed)

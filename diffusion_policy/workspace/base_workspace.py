@@ -63,3 +63,23 @@ class BaseWorkspace:
         for name in self.checkpoint_values:
             if name in payload.pickles:
                 setattr(self, name, payload.pickles[name])
+
+    def load_weights(self, path: str, trust_checkpoint: bool = False) -> None:
+        """Start from another checkpoint's model and EMA weights (fine-tuning); the optimizer, step,
+        epoch and cfg stay this run's. An inference-only checkpoint's weights seed both copies."""
+        path = Path(path)
+        payload = read_checkpoint(path, trust_checkpoint=trust_checkpoint, cfg_is_used=False)
+        weights = payload.state_dicts.get("model", payload.state_dicts.get("ema_model"))
+        if weights is None:
+            raise CheckpointError(f"checkpoint {path} has neither state_dicts['model'] nor ['ema_model']; "
+                                  "pass a training or exported Diffusion Policy checkpoint as training.init_from")
+        for name, state_dict in (("model", weights), ("ema_model", payload.state_dicts.get("ema_model", weights))):
+            target = getattr(self, name, None)
+            if target is None:
+                continue
+            try:
+                target.load_state_dict(state_dict)
+            except RuntimeError as error:
+                first = str(error).strip().splitlines()[1].strip() if "\n" in str(error) else str(error)
+                raise CheckpointError(f"training.init_from={path}: its weights do not fit this run's policy "
+                                      f"({first}); use a checkpoint of the same model settings") from None

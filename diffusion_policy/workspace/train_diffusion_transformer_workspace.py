@@ -5,7 +5,8 @@ mode, every `rollout_every` epochs run the task's env runner, every `val_every` 
 validation loss, every `sample_every` the action MSE on a cached training batch, and every
 `checkpoint_every` write `checkpoints/latest.ckpt` plus the top-k `epoch=...-test_mean_score=...ckpt`.
 Metrics go to `logs.json.txt` (JSON lines) and wandb (offline unless configured otherwise).
-Training resumes from `latest.ckpt` when `training.resume` is set and the file exists.
+Training resumes from `latest.ckpt` when `training.resume` is set and the file exists; otherwise
+`training.init_from=<checkpoint>` starts it from another run's weights (fine-tuning).
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class TrainDiffusionTransformerWorkspace(BaseWorkspace):
         if training.resume and self.get_checkpoint_path().is_file():
             logger.info("Resuming from checkpoint %s", self.get_checkpoint_path())
             self.load_checkpoint()
+        elif training.get("init_from"):
+            logger.info("Initialising the weights from %s", training.init_from)
+            self.load_weights(training.init_from)
 
         device = resolve_device(training.device)
         train_loader, val_loader, normalizer = self._dataloaders(cfg, device)
