@@ -2,6 +2,7 @@
 schedule, top-k manager, and every shipped config's dataset/runner kwargs fit their classes."""
 
 import inspect
+import re
 import os
 
 import hydra
@@ -290,3 +291,36 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
                                                 "policy.model.n_emb=48"])
     with pytest.raises(CheckpointError, match="training.init_from=.*do not fit"):
         train(wider, output_dir=str(tmp_path / "wider"))
+
+
+def test_bf16_mixed_precision_trains_float32_weights(tmp_path):
+    cfg = toy_cfg("lowdim", ["training.num_epochs=6", "dataloader.batch_size=32", "optimizer.learning_rate=1e-3",
+                             "training.mixed_precision=bf16"])
+    workspace = train(cfg, output_dir=str(tmp_path))
+    epoch_logs = [log for log in read_json_log(tmp_path / "logs.json.txt") if "val_loss" in log]
+    assert epoch_logs[-1]["train_loss"] < 0.7 * epoch_logs[0]["train_loss"]
+    assert all(p.dtype == torch.float32 for p in workspace.model.parameters())
+    assert all(p.dtype == torch.float32 for p in workspace.ema_model.parameters())
+
+    with pytest.raises(ValueError, match="training.mixed_precision='fp8' is not one of no, bf16"):
+        train(toy_cfg("lowdim", ["training.mixed_precision=fp8"]), output_dir=str(tmp_path / "bad"))
+    assert toy_cfg("lowdim", ["training.mixed_precision=no"]).training.mixed_precision == "no"
+
+
+def test_training_step_benchmark_runs_both_precisions(tmp_path):
+    import subprocess
+    import sys
+
+    from checkpoint_fixtures import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt", "pusht_lowdim")
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "benchmark_training_step.py")
+    result = subprocess.run([sys.executable, script, "-c", str(ckpt), "--batch_size", "4", "--steps", "2",
+                             "--rounds", "1", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("float32") for line in lines) and any(line.startswith("bf16 ") for line in lines)
+    assert re.search(r"bf16 speedup \d+\.\d\dx", result.stdout)
+    missing = subprocess.run([sys.executable, script, "-c", str(tmp_path / "absent.ckpt")], capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode != 0 and missing.stderr.strip().startswith("error:")

@@ -49,6 +49,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+MIXED_PRECISION = ("no", "bf16")
+
+
+def check_mixed_precision(value: str) -> bool:
+    """True for bf16 autocast, False for float32; anything else is a config error."""
+    if value not in MIXED_PRECISION:
+        raise ValueError(f"training.mixed_precision={value!r} is not one of {', '.join(MIXED_PRECISION)}; "
+                         "use training.mixed_precision=bf16 or no")
+    return value == "bf16"
+
+
 def every(epoch: int, period: int | None) -> bool:
     """True on epochs 0, period, 2*period, ...; never when period is null/0."""
     return bool(period) and epoch % period == 0
@@ -107,6 +118,7 @@ class TrainDiffusionTransformerWorkspace(BaseWorkspace):
     def run(self) -> None:
         cfg = self._training_cfg()
         training = cfg.training
+        check_mixed_precision(training.get("mixed_precision", "no"))
         os.makedirs(self.output_dir, exist_ok=True)
         if training.resume and self.get_checkpoint_path().is_file():
             logger.info("Resuming from checkpoint %s", self.get_checkpoint_path())
@@ -170,6 +182,7 @@ class TrainDiffusionTransformerWorkspace(BaseWorkspace):
         self.model.train()
         train_losses = []
         step_log = {}
+        bf16 = check_mixed_precision(training.get("mixed_precision", "no"))
         with tqdm.tqdm(train_loader, desc=f"Training epoch {self.epoch}", leave=False,
                        mininterval=training.tqdm_interval_sec) as batches:
             for batch_idx, batch in enumerate(batches):
@@ -177,7 +190,8 @@ class TrainDiffusionTransformerWorkspace(BaseWorkspace):
                 if sampling_batch is None:
                     sampling_batch = batch
 
-                raw_loss = self.model.compute_loss(batch)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    raw_loss = self.model.compute_loss(batch)
                 (raw_loss / training.gradient_accumulate_every).backward()
                 if self.global_step % training.gradient_accumulate_every == 0:
                     self.optimizer.step()
