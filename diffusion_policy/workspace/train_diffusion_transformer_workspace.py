@@ -118,12 +118,12 @@ class TrainDiffusionTransformerWorkspace(BaseWorkspace):
     def run(self) -> None:
         cfg = self._training_cfg()
         training = cfg.training
-        check_mixed_precision(training.get("mixed_precision", "no"))
+        bf16 = check_mixed_precision(training.mixed_precision)
         os.makedirs(self.output_dir, exist_ok=True)
         if training.resume and self.get_checkpoint_path().is_file():
             logger.info("Resuming from checkpoint %s", self.get_checkpoint_path())
             self.load_checkpoint()
-        elif training.get("init_from"):
+        elif training.init_from:
             logger.info("Initialising the weights from %s", training.init_from)
             self.load_weights(training.init_from)
 
@@ -162,7 +162,7 @@ class TrainDiffusionTransformerWorkspace(BaseWorkspace):
             with JsonLogger(log_path, resume_step=self.global_step) as json_logger:
                 while self.epoch < training.num_epochs:
                     step_log, sampling_batch = self._train_epoch(
-                        cfg, train_loader, lr_scheduler, ema, device, wandb_run, json_logger, sampling_batch)
+                        cfg, train_loader, lr_scheduler, ema, device, wandb_run, json_logger, sampling_batch, bf16)
                     step_log.update(self._evaluate(cfg, env_runner, val_loader, sampling_batch, device, wandb_run))
                     wandb_run.log(step_log, step=self.global_step)
                     json_logger.log(step_log)
@@ -177,12 +177,12 @@ class TrainDiffusionTransformerWorkspace(BaseWorkspace):
         finally:
             wandb_run.finish()
 
-    def _train_epoch(self, cfg, train_loader, lr_scheduler, ema, device, wandb_run, json_logger, sampling_batch):
+    def _train_epoch(self, cfg, train_loader, lr_scheduler, ema, device, wandb_run, json_logger, sampling_batch,
+                     bf16: bool):
         training = cfg.training
         self.model.train()
         train_losses = []
         step_log = {}
-        bf16 = check_mixed_precision(training.get("mixed_precision", "no"))
         with tqdm.tqdm(train_loader, desc=f"Training epoch {self.epoch}", leave=False,
                        mininterval=training.tqdm_interval_sec) as batches:
             for batch_idx, batch in enumerate(batches):
