@@ -99,6 +99,38 @@ def test_can_expert_succeeds(can_recorder, seed):
     assert episode["obs"]["object"].shape == (len(episode["actions"]), 14)
 
 
+# ----- Square -----
+@pytest.fixture(scope="module")
+def square_recorder():
+    from diffusion_policy.demos.square_expert import SQUARE_LOWDIM_SHAPES
+
+    recorder = RobosuiteRecorder(robomimic_env_meta("square"), SQUARE_LOWDIM_SHAPES)
+    recorder.reset(0)
+    yield recorder
+    recorder.close()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_square_expert_succeeds(square_recorder, seed):
+    from diffusion_policy.demos.robomimic_recording import collect_robosuite_episode
+    from diffusion_policy.demos.square_expert import SquareExpert, square_peg
+
+    episode = collect_robosuite_episode(square_recorder, SquareExpert(square_peg(square_recorder)), seed, max_steps=400)
+    assert episode is not None  # the nut is down the square peg, the gripper away from it
+    assert episode["rewards"][-1] == 1.0 and episode["dones"][-1] == 1
+    assert 50 < len(episode["actions"]) < 400 and np.all(np.abs(episode["actions"]) <= 1.0)
+    assert episode["obs"]["object"].shape == (len(episode["actions"]), 14)
+    nut_yaw = _nut_yaw(episode["obs"]["object"][-1])
+    assert abs((nut_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4) < 0.1  # squared to the peg
+
+
+def _nut_yaw(object_state: np.ndarray) -> float:
+    from diffusion_policy.demos.lift_expert import quat_xyzw_to_matrix
+    from diffusion_policy.demos.square_expert import yaw_of
+
+    return yaw_of(quat_xyzw_to_matrix(object_state[10:14]))
+
+
 # ----- Lift -----
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_lift_expert_succeeds(lift_recorder, seed):

@@ -2,6 +2,7 @@
 
     python scripts/generate_demos.py --task lift --num_episodes 200 -o data/robomimic/datasets/lift/ph/low_dim.hdf5
     python scripts/generate_demos.py --task lift --images -o data/robomimic/datasets/lift/ph/image.hdf5
+    python scripts/generate_demos.py --task square --num_episodes 200
     python scripts/generate_demos.py --task pusht --num_episodes 200 -o data/pusht/pusht_cchi_v7_replay.zarr
     python scripts/generate_demos.py --task block_pushing -o data/block_pushing/multimodal_push_seed.zarr
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--images",
         action="store_true",
-        help="also record camera images (lift, can: 84x84 agentview + eye-in-hand; pusht: 96x96 img)",
+        help="also record camera images (lift, can, square: 84x84 agentview + eye-in-hand; pusht: 96x96 img)",
     )
     p.add_argument(
         "--max_attempts",
@@ -37,13 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_steps",
         type=int,
         default=None,
-        help="episode step limit (default: lift 200, can 400, pusht 300, block_pushing 350)",
+        help="episode step limit (default: lift 200, can 400, square 400, pusht 300, block_pushing 350)",
     )
     p.add_argument("--expert_style", choices=("random", "nominal"), default="random",
                    help="block_pushing: draw the expert's speeds and distances per episode, or use one fixed style")
     p.add_argument("--execution_noise", type=float, default=0.0, metavar="STD",
                    help="block_pushing: std (m) of noise on the executed action only; the label stays clean (DART)")
-    p.add_argument("--val_ratio", type=float, default=0.1, help="robomimic mask/valid share (lift and can only)")
+    p.add_argument("--val_ratio", type=float, default=0.1, help="robomimic mask/valid share (lift, can and square only)")
     p.add_argument("--dataset", dest="output", default=None,
                    help="the dataset to write, an hdf5 file or a zarr folder (default: where the task config reads it)")
     p.add_argument("-o", "--output", dest="output", help=argparse.SUPPRESS)  # the old spelling of --dataset
@@ -60,7 +61,7 @@ def main(argv=None) -> float:
     output = args.output
     if output is None:
         output = DEFAULT_OUTPUTS[args.task]
-        if args.task in ("lift", "can") and args.images:
+        if args.task in ("lift", "can", "square") and args.images:
             output = os.path.join(os.path.dirname(output), "image.hdf5")
     if os.path.exists(output) and not args.overwrite:
         sys.exit(f"error: {output} already exists; pass --overwrite to replace it or choose another -o")

@@ -5,6 +5,7 @@ Episode `i` of the attempts uses env seed `seed + i` for both the scene and the 
 variation, so any kept episode can be reproduced from its seed (stored in the metadata).
 """
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,15 +13,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-TASKS = ("lift", "can", "pusht", "block_pushing")
+TASKS = ("lift", "can", "square", "pusht", "block_pushing")
 # where the task configs read each dataset (lift with --images: image.hdf5)
 DEFAULT_OUTPUTS = {
     "lift": "data/robomimic/datasets/lift/ph/low_dim.hdf5",
     "can": "data/robomimic/datasets/can/ph/low_dim.hdf5",
+    "square": "data/robomimic/datasets/square/ph/low_dim.hdf5",
     "pusht": "data/pusht/pusht_cchi_v7_replay.zarr",
     "block_pushing": "data/block_pushing/multimodal_push_seed.zarr",
 }
-DEFAULT_MAX_STEPS = {"lift": 200, "can": 400, "pusht": 300, "block_pushing": 350}
+DEFAULT_MAX_STEPS = {"lift": 200, "can": 400, "square": 400, "pusht": 300, "block_pushing": 350}
 
 
 @dataclass
@@ -107,19 +109,25 @@ def _lift_source(images: bool, max_steps: int):
     return (lambda s: collect_lift_episode(recorder, expert, s, max_steps)), recorder.close, env_meta
 
 
-def _can_source(images: bool, max_steps: int):
-    """(run_episode, writer, env_meta) for robosuite PickPlaceCan (robomimic's Can)."""
-    from diffusion_policy.demos.can_expert import CAN_LOWDIM_SHAPES, CanExpert, can_goal
+def _placing_source(task: str, images: bool, max_steps: int):
+    """(run_episode, writer, env_meta) for a robosuite task whose expert is given a place in the scene
+    that the observation does not hold: Can (its bin quadrant), Square (the peg)."""
     from diffusion_policy.demos.robomimic_recording import RobosuiteRecorder, collect_robosuite_episode, robomimic_env_meta
     from diffusion_policy.env.robomimic.env_meta import TASK_CAMERAS
 
-    env_meta = robomimic_env_meta("can", images=images)
-    camera_names, side = TASK_CAMERAS["can"]
-    recorder = RobosuiteRecorder(
-        env_meta, CAN_LOWDIM_SHAPES, camera_names=camera_names if images else (), image_side=side
-    )
-    recorder.reset(0)  # builds the scene, whose bin placements give the goal
-    expert = CanExpert(can_goal(recorder))
+    if task == "can":
+        from diffusion_policy.demos.can_expert import CAN_LOWDIM_SHAPES, CanExpert, can_goal
+
+        shapes, make_expert = CAN_LOWDIM_SHAPES, lambda recorder: CanExpert(can_goal(recorder))
+    else:
+        from diffusion_policy.demos.square_expert import SQUARE_LOWDIM_SHAPES, SquareExpert, square_peg
+
+        shapes, make_expert = SQUARE_LOWDIM_SHAPES, lambda recorder: SquareExpert(square_peg(recorder))
+    env_meta = robomimic_env_meta(task, images=images)
+    camera_names, side = TASK_CAMERAS[task]
+    recorder = RobosuiteRecorder(env_meta, shapes, camera_names=camera_names if images else (), image_side=side)
+    recorder.reset(0)  # builds the scene, which gives the place
+    expert = make_expert(recorder)
     return (lambda s: collect_robosuite_episode(recorder, expert, s, max_steps)), recorder.close, env_meta
 
 
@@ -144,7 +152,8 @@ def _block_pushing_source(images: bool, max_steps: int, style: str = "random", e
     return (lambda s: collect_block_push_episode(env, expert, s, max_steps, execution_noise)), env.close, None
 
 
-SOURCES = {"lift": _lift_source, "can": _can_source, "pusht": _pusht_source, "block_pushing": _block_pushing_source}
+SOURCES = {"lift": _lift_source, "can": functools.partial(_placing_source, "can"),
+           "square": functools.partial(_placing_source, "square"), "pusht": _pusht_source, "block_pushing": _block_pushing_source}
 
 
 def generate_demos(
@@ -160,7 +169,7 @@ def generate_demos(
     execution_noise: float = 0.0,
 ) -> CollectionStats:
     """Collect `num_episodes` successful expert episodes of `task` and write them to `output` in the
-    format of the original dataset (robomimic hdf5 for lift/can, replay zarr for pusht/block_pushing).
+    format of the original dataset (robomimic hdf5 for lift/can/square, replay zarr for pusht/block_pushing).
     `expert_style` and `execution_noise` are options of the block pushing expert (see
     `block_pushing_expert`)."""
     from diffusion_policy.demos.writers import write_replay_zarr, write_robomimic_hdf5
@@ -187,7 +196,7 @@ def generate_demos(
             f"the {task} expert succeeded in none of {stats.attempts} attempts; nothing written to {output}"
         )
     metadata = {**stats.metadata(task, seed), **{f"expert_{k}": v for k, v in expert_options.items()}}
-    if task in ("lift", "can"):
+    if task in ("lift", "can", "square"):
         metadata["episode_seeds"] = np.asarray(metadata["episode_seeds"], dtype=np.int64)
         write_robomimic_hdf5(output, episodes, env_meta, metadata, val_ratio=val_ratio, seed=seed)
     else:
