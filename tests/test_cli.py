@@ -24,14 +24,15 @@ SCRIPTS = [  # the original script paths: thin wrappers of the bac-* entry point
     "scripts/aggregate_results.py",
     "scripts/calibration_study.py",
     "scripts/block_sensitivity.py",
+    "scripts/demo_learnability.py",
     "diffusion_policy/activation_utils/get_optimal_cache_update_steps.py",
 ]
 MODULES = ["evaluate", "collect", "benchmark", "suite", "default", "demos", "aggregate", "schedules", "calibration",
-           "sensitivity"]
+           "sensitivity", "learnability"]
 ENTRY_POINTS = {"bac-eval": "evaluate", "bac-schedules": "schedules", "bac-collect": "collect",
                 "bac-benchmark": "benchmark", "bac-suite": "suite", "bac-default": "default",
                 "bac-aggregate": "aggregate", "bac-demos": "demos", "bac-calibration": "calibration",
-                "bac-sensitivity": "sensitivity"}
+                "bac-sensitivity": "sensitivity", "bac-learnability": "learnability"}
 
 
 def parsers_of(parser: argparse.ArgumentParser):

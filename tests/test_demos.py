@@ -368,6 +368,41 @@ def test_block_push_nominal_style_is_fixed(block_env):
         generate_demos("pusht", "unused.zarr", num_episodes=1, execution_noise=0.01)
 
 
+@pytest.mark.parametrize("style", ["memoryless", "smooth"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_block_push_observation_only_experts_succeed_and_act_on_the_observation_alone(block_env, style, seed):
+    episode = collect_block_push_episode(block_env, BlockPushExpert(style=style), seed, execution_noise=0.006)
+    assert episode is not None
+    # a fresh expert, shown the recorded observations in reverse order (so no state from the episode
+    # could carry over), commands the recorded action at each of them
+    fresh = BlockPushExpert(style=style)
+    replayed = np.stack([fresh.act(obs) for obs in episode["obs"][::-1]])[::-1]
+    np.testing.assert_array_equal(replayed, episode["action"])
+    # the stateful nominal expert does not: its plan and phase carry over between steps
+    stateful = BlockPushExpert(style="nominal")
+    stateful.reset(np.random.default_rng(seed))
+    assert not np.array_equal(np.stack([stateful.act(obs) for obs in episode["obs"][::-1]])[::-1], episode["action"])
+
+
+def test_block_push_smooth_expert_is_continuous_in_the_pusher_position(block_env):
+    """Moving the pusher 1 mm changes the smooth expert's action by millimetres wherever it keeps its
+    choice of block and target; the memoryless expert's switches (push / approach / detour) jump by
+    centimetres."""
+    def largest_change(style: str, seed: int) -> float:
+        episode = collect_block_push_episode(block_env, BlockPushExpert(style=style), seed, execution_noise=0.006)
+        expert, rng, changes = BlockPushExpert(style=style), np.random.default_rng(0), []
+        for obs in episode["obs"]:
+            moved = obs.copy()
+            moved[6:8] += rng.normal(0.0, 1e-3, 2).astype(np.float32)  # effector xy
+            pushes = [expert._next_push(o.astype(np.float64), expert._delivered(o)) for o in (obs, moved)]
+            if pushes[0] == pushes[1]:
+                changes.append(np.abs(expert.act(moved) - expert.act(obs)).max())
+        return float(max(changes))
+
+    assert largest_change("smooth", 0) < 0.012
+    assert largest_change("memoryless", 0) > 0.02
+
+
 def test_block_push_zarr_loads_with_project_loader(tmp_path):
     path = str(tmp_path / "multimodal_push_seed.zarr")
     generate_demos("block_pushing", path, num_episodes=2, seed=0, expert_style="nominal", execution_noise=0.004)

@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="episode step limit (default: lift 200, can 400, square 400, pusht 300, block_pushing 350)",
     )
-    p.add_argument("--expert_style", choices=("random", "nominal"), default="random",
-                   help="block_pushing: draw the expert's speeds and distances per episode, or use one fixed style")
+    p.add_argument("--expert_style", choices=("random", "nominal", "memoryless", "smooth"), default="random",
+                   help="block_pushing: draw the expert's speeds and distances per episode, use one fixed style, "
+                        "the fixed style with every decision read from the current observation, or that with a "
+                        "velocity field continuous in the observation instead of switches")
     p.add_argument("--execution_noise", type=float, default=0.0, metavar="STD",
                    help="block_pushing: std (m) of noise on the executed action only; the label stays clean (DART)")
     p.add_argument("--val_ratio", type=float, default=0.1, help="robomimic mask/valid share (lift, can and square only)")

@@ -17,6 +17,21 @@ episode (hidden per-episode variables the policy would otherwise have to infer),
 `collect_block_push_episode(..., execution_noise=s)` perturbs the executed action only, recording the
 expert's clean action as the label (DART, Laskey et al. 2017): the data then covers the states just
 off the expert's path, with the correction the expert makes from each.
+
+`BlockPushExpert(style="memoryless")` goes further (the fourth training recipe): the fixed style, and every
+decision read from the current observation alone, so the action is a function of the observation,
+which is all a policy sees. Which block goes to which target first is the clear assignment of least
+travel (ties: the lower block index); a block within the delivery tolerance of a target is done (no
+memory of deliveries); the pusher pushes while it is in the corridor behind its block (no push/approach
+hysteresis) and backs away from a done block it is still next to (no back-off phase).
+
+`BlockPushExpert(style="smooth")` (the fifth recipe) keeps the memoryless choice of block and target and
+replaces its switches by a velocity field continuous in the observation, which a network fits better
+(`bac-learnability --episodes 250` on 500-episode DART sets, noise 0.006: 8.1 % of held-out actions more than
+60 degrees off, vs 15.1 % for memoryless and 18.0 % for nominal): the pusher moves along the push
+direction, steered back onto the line through block and target, blended (by how far behind the block
+and how near its line the pusher is) with an approach toward the point behind the block, around every
+other block (and the current one, from the side or front) by a radial and tangential field.
 """
 
 from dataclasses import dataclass
@@ -30,8 +45,17 @@ EFFECTOR_XY = slice(6, 8)
 EFFECTOR_TARGET_XY = slice(8, 10)
 TARGET_XY = (slice(10, 12), slice(13, 15))
 BLOCK_CLEARANCE = 0.06  # m between the pusher and a block centre while moving around it
+# the "smooth" style's field
+OBSTACLE_RADIUS = 0.075  # m from a block centre inside which the field pushes the pusher out at full strength
+OBSTACLE_BAND = 0.05  # m over which that strength falls to zero outside OBSTACLE_RADIUS
+ALIGNED_LATERAL = 0.012  # m off the push line up to which the pusher counts as fully aligned (then 1 cm to none)
+LATERAL_GAIN = 1.0  # share of the pusher's distance from the push line corrected per step while pushing
 PATH_CLEARANCE = 0.07  # m a pushed block's straight path must keep from the other block
 STAY_DELIVERED = 0.04  # m: a delivered block that drifts farther from its target is pushed again
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-9)
 
 
 def _distance_to_segment(point, start, end) -> float:
@@ -73,7 +97,7 @@ class BlockPushExpert(ScriptedExpert):
     """`act(obs (16,)) -> action (2,)`; call `reset()` at the start of every episode."""
 
     style_class = BlockPushStyle
-    STYLES = ("random", "nominal")
+    STYLES = ("random", "nominal", "memoryless", "smooth")
 
     def __init__(self, rng: np.random.Generator | None = None, style: str = "random"):
         if style not in self.STYLES:
@@ -83,7 +107,7 @@ class BlockPushExpert(ScriptedExpert):
 
     def reset(self, rng: np.random.Generator | None = None) -> None:
         super().reset(rng)  # draws a random style (keeps the generator's stream the same for both kinds)
-        if self.style_kind == "nominal":
+        if self.style_kind in ("nominal", "memoryless", "smooth"):
             self.style = BlockPushStyle.nominal()
 
     def start_episode(self) -> None:
@@ -95,7 +119,9 @@ class BlockPushExpert(ScriptedExpert):
         self.back_off_direction = None
 
     # ----- planning -----
-    def _choose_plan(self, obs: np.ndarray) -> list[tuple[int, int]]:
+    def _clear_plans(self, obs: np.ndarray) -> list[list[tuple[int, int]]]:
+        """The assignments [(first block, its target), (second block, its target)] whose straight push
+        paths keep clear of the other block."""
         blocks = [obs[s] for s in BLOCK_XY]
         targets = [obs[s] for s in TARGET_XY]
         plans = []
@@ -110,16 +136,49 @@ class BlockPushExpert(ScriptedExpert):
                 )
                 if clear:
                     plans.append([(first, first_target), (second, second_target)])
-        if not plans:  # fall back to the uncrossed assignment, nearer block first
-            by_x = np.argsort([b[0] for b in blocks]), np.argsort([t[0] for t in targets])
-            pairs = list(zip(by_x[0].tolist(), by_x[1].tolist()))
-            pairs.sort(key=lambda bt: np.linalg.norm(blocks[bt[0]] - obs[EFFECTOR_XY]))
-            return pairs
+        return plans
+
+    def _fallback_plan(self, obs: np.ndarray) -> list[tuple[int, int]]:
+        """The uncrossed assignment (blocks and targets matched in x order), nearer block first."""
+        blocks = [obs[s] for s in BLOCK_XY]
+        by_x = np.argsort([b[0] for b in blocks]), np.argsort([obs[t][0] for t in TARGET_XY])
+        pairs = list(zip(by_x[0].tolist(), by_x[1].tolist()))
+        pairs.sort(key=lambda bt: np.linalg.norm(blocks[bt[0]] - obs[EFFECTOR_XY]))
+        return pairs
+
+    def _choose_plan(self, obs: np.ndarray) -> list[tuple[int, int]]:
+        plans = self._clear_plans(obs)
+        if not plans:
+            return self._fallback_plan(obs)
         return plans[int(self.rng.integers(len(plans)))]
+
+    def _least_travel_plan(self, obs: np.ndarray) -> list[tuple[int, int]]:
+        """The clear assignment with the shortest pusher travel: to behind the first block, its push,
+        on to behind the second block, its push (the first clear one on ties)."""
+        effector = obs[EFFECTOR_XY]
+
+        def travel(plan) -> float:
+            total, position = 0.0, effector
+            for block_idx, target_idx in plan:
+                block, target = obs[BLOCK_XY[block_idx]], obs[TARGET_XY[target_idx]]
+                direction = (target - block) / max(np.linalg.norm(target - block), 1e-9)
+                total += np.linalg.norm(block - direction * self.style.behind - position)
+                total += np.linalg.norm(target - block)
+                position = target - direction * self.style.aim_depth
+            return float(total)
+
+        plans = self._clear_plans(obs)
+        return min(plans, key=travel) if plans else self._fallback_plan(obs)
 
     # ----- control -----
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
+        if self.style_kind in ("memoryless", "smooth"):
+            if self.style_kind == "memoryless":
+                desired = self._memoryless_desired_effector(obs)
+            else:
+                desired = self._smooth_desired_effector(obs)
+            return (desired - obs[EFFECTOR_TARGET_XY]).astype(np.float32)  # the nominal style has no action noise
         if self.plan is None:
             self.plan = self._choose_plan(obs)
         if self.phase != "back_off":
@@ -181,6 +240,89 @@ class BlockPushExpert(ScriptedExpert):
                 self.phase = "push"
             else:
                 return self._step_toward(effector, self._next_waypoint(obs, effector, behind), style.transit_speed)
+        aim = block - direction * style.aim_depth
+        return self._step_toward(effector, aim + direction * style.push_speed * 2, style.push_speed)
+
+    def _delivered(self, obs: np.ndarray) -> dict[int, int]:
+        """{block index: target index} of the blocks within the delivery tolerance of a target."""
+        return {b: t for b in (0, 1) for t in (0, 1)
+                if np.linalg.norm(obs[BLOCK_XY[b]] - obs[TARGET_XY[t]]) < self.style.target_tolerance}
+
+    def _next_push(self, obs: np.ndarray, done: dict[int, int]) -> tuple[int, int]:
+        """(block, target) to push now: the other pair once one block is delivered, else the first
+        push of the clear plan of least travel."""
+        if len(done) == 1:
+            (done_block, done_target), = done.items()
+            return 1 - done_block, 1 - done_target
+        return self._least_travel_plan(obs)[0]
+
+    def _smooth_desired_effector(self, obs: np.ndarray) -> np.ndarray:
+        """The next effector position from this observation alone, continuous in it except where the
+        plan of least travel changes (style "smooth")."""
+        style = self.style
+        effector = obs[EFFECTOR_XY]
+        done = self._delivered(obs)
+        if len(done) == 2 and len(set(done.values())) == 2:
+            return effector  # both delivered: the episode ends
+        block_idx, target_idx = self._next_push(obs, done)
+        block, target = obs[BLOCK_XY[block_idx]], obs[TARGET_XY[target_idx]]
+        direction = _unit(target - block)
+        normal = np.array([-direction[1], direction[0]])
+        relative = effector - block
+        along, lateral = float(relative @ direction), float(relative @ normal)  # along < 0: behind the block
+
+        # pushing: along the push direction, steered back onto the line through block and target
+        push = direction * style.push_speed - normal * np.clip(lateral * LATERAL_GAIN, -0.01, 0.01)
+        # approaching: toward the point behind the block, around blocks by a radial + tangential field
+        behind = block - direction * style.behind
+        approach = _unit(behind - effector)
+        for other_idx, block_slice in enumerate(BLOCK_XY):
+            offset = effector - obs[block_slice]
+            strength = np.clip((OBSTACLE_RADIUS + OBSTACLE_BAND - np.linalg.norm(offset)) / OBSTACLE_BAND, 0.0, 1.0)
+            if other_idx == block_idx:  # the block to push is no obstacle from behind, where the push starts
+                strength *= np.clip((along + 0.015) / 0.02, 0.0, 1.0)
+            if strength > 0:
+                radial = _unit(offset)
+                tangent = np.array([-radial[1], radial[0]])
+                # circle the block on the side that leads to the goal (a soft sign: no jump where the
+                # goal lies straight across the block)
+                tangent = tangent * np.clip(tangent @ _unit(behind - effector) / 0.2, -1.0, 1.0)
+                approach = approach + strength * (0.8 * radial + 1.2 * tangent)
+        # full speed unless attraction and repulsion nearly cancel (slower there instead of a jump in direction)
+        approach = approach / max(float(np.linalg.norm(approach)), 1.0) * style.transit_speed
+
+        # push weight: 1 from 3.5 cm behind the block back to `behind` (0 at 1.5 cm and at behind + 2 cm),
+        # times 1 within ALIGNED_LATERAL of its line (0 at 1 cm more)
+        weight_along = np.clip((-along - 0.015) / 0.02, 0.0, 1.0) * np.clip((style.behind + 0.02 + along) / 0.02, 0.0, 1.0)
+        weight_lateral = np.clip(1.0 - (abs(lateral) - ALIGNED_LATERAL) / 0.01, 0.0, 1.0)
+        weight = weight_along * weight_lateral
+        return effector + weight * push + (1.0 - weight) * approach
+
+    def _memoryless_desired_effector(self, obs: np.ndarray) -> np.ndarray:
+        """The next effector position from this observation alone (style "memoryless")."""
+        style = self.style
+        effector = obs[EFFECTOR_XY]
+        blocks = [obs[s] for s in BLOCK_XY]
+        targets = [obs[s] for s in TARGET_XY]
+        done = self._delivered(obs)
+        if len(done) == 2 and len(set(done.values())) == 2:
+            return effector  # both delivered: the episode ends
+        for block_idx in done:  # step away from a delivered block before heading on
+            offset = effector - blocks[block_idx]
+            if np.linalg.norm(offset) < BLOCK_CLEARANCE:
+                away = offset / max(np.linalg.norm(offset), 1e-9)
+                return self._step_toward(effector, blocks[block_idx] + away * BLOCK_CLEARANCE * 1.2,
+                                         style.transit_speed)
+        block_idx, target_idx = self._next_push(obs, done)
+        block, target = blocks[block_idx], targets[target_idx]
+        direction = (target - block) / max(np.linalg.norm(target - block), 1e-9)
+        relative = effector - block
+        along = float(np.dot(relative, direction))
+        lateral = float(relative[0] * direction[1] - relative[1] * direction[0])
+        behind_block = -(style.behind + 0.01) < along < -0.015 and abs(lateral) < 0.02
+        if not behind_block:
+            behind = block - direction * style.behind
+            return self._step_toward(effector, self._next_waypoint(obs, effector, behind), style.transit_speed)
         aim = block - direction * style.aim_depth
         return self._step_toward(effector, aim + direction * style.push_speed * 2, style.push_speed)
 
