@@ -154,9 +154,12 @@ def test_closed_loop_regressor_succeeds_on_expert_labels_and_fails_on_unrelated_
 
 def test_dagger_rounds_add_the_expert_labels_of_every_visited_state():
     obs, action = _reach_demos("unrelated", episodes=20)
+    reported = []
     results = closed_loop_learnability(obs, action, _ReachEnv(), range(1000, 1004), max_steps=30, epochs=2,
-                                       expert=_reach_expert, dagger_rounds=2, dagger_seeds=range(2000, 2005))
+                                       expert=_reach_expert, dagger_rounds=2, dagger_seeds=range(2000, 2005),
+                                       report=reported.append)
     assert [r.dagger_round for r in results] == [0, 1, 2] and results[0].samples == len(obs)
+    assert reported == results  # each round reported as it completes
     assert len(obs) < results[1].samples <= len(obs) + 5 * 30 < results[2].samples  # <= max_steps per episode
     # what a round adds: every state the regressor visits, labelled by the expert there
     regressor = fit_action_regressor(obs, action, epochs=1)

@@ -53,7 +53,7 @@ TEST_START_SEED = 100_000  # the test seeds of the blockpush_lowdim_seed task (b
 DAGGER_START_SEED = 200_000  # apart from the demonstrations' seeds (from 0) and the test seeds
 
 
-def _closed_loop(args, obs, action, seed: int):
+def _closed_loop(args, obs, action, seed: int, report):
     from diffusion_policy.demos.block_pushing_expert import BlockPushExpert
     from diffusion_policy.demos.learnability import closed_loop_learnability
     from diffusion_policy.env.block_pushing.block_pushing_multimodal import BlockPushMultimodal
@@ -76,7 +76,7 @@ def _closed_loop(args, obs, action, seed: int):
         obs, action, BlockPushMultimodal(), test_seeds=range(start, start + args.n_test), max_steps=args.max_steps,
         expert=None if expert is None else expert.act, dagger_rounds=args.dagger_rounds,
         dagger_seeds=range(DAGGER_START_SEED, DAGGER_START_SEED + args.dagger_episodes), epochs=args.epochs,
-        seed=seed)
+        seed=seed, report=report)
 
 
 def main(argv=None) -> int:
@@ -103,9 +103,7 @@ def main(argv=None) -> int:
             ends = ends[:args.episodes]
         obs, action = obs_array[:ends[-1]], action_array[:ends[-1]]
         if args.n_test is not None:
-            results = _closed_loop(args, obs, action, seed)
-            for result in results:
-                print(result.summary())
+            _closed_loop(args, obs, action, seed, report=lambda result: print(result.summary(), flush=True))
             return 0
         if args.checkpoint is None:
             result = action_learnability(obs, action, ends, heldout_episodes=args.heldout, epochs=args.epochs,

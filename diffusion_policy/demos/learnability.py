@@ -184,6 +184,7 @@ def closed_loop_learnability(
     dagger_seeds: Sequence[int] = (),  # the env seeds each DAgger round drives (then labels)
     epochs: int = 15,
     seed: int = 0,
+    report: Callable[[ClosedLoopResult], None] | None = None,  # called with each round's result as it comes
 ) -> list[ClosedLoopResult]:
     """Fit on every step, drive the test episodes; then per DAgger round drive `dagger_seeds`, add the
     expert's labels of the visited states, refit from scratch and drive the test episodes again."""
@@ -197,6 +198,8 @@ def closed_loop_learnability(
         totals = np.asarray(totals)
         results.append(ClosedLoopResult(dagger_round, len(obs), len(totals), float((totals > 0.4).mean()),
                                         float((totals > 0.9).mean())))
+        if report is not None:
+            report(results[-1])
         if dagger_round < dagger_rounds:
             _, visited, labels = _drive(regressor, env, dagger_seeds, max_steps, expert=expert)
             obs, action = np.concatenate([obs, np.stack(visited)]), np.concatenate([action, np.stack(labels)])
