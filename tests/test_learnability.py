@@ -9,6 +9,7 @@ from checkpoint_fixtures import write_tiny_checkpoint
 
 from diffusion_policy.cli import learnability as cli
 from diffusion_policy.demos.learnability import (
+    RegressorConfig,
     _drive,
     action_learnability,
     closed_loop_learnability,
@@ -29,8 +30,8 @@ def _episodes(labels: str, n_episodes: int = 40, length: int = 50, seed: int = 0
 
 
 def test_smooth_labels_score_far_better_than_unrelated_ones():
-    smooth = action_learnability(*_episodes("smooth"), heldout_episodes=8, epochs=6, hidden=64)
-    unrelated = action_learnability(*_episodes("unrelated"), heldout_episodes=8, epochs=6, hidden=64)
+    smooth = action_learnability(*_episodes("smooth"), heldout_episodes=8, config=RegressorConfig(epochs=6, hidden=64))
+    unrelated = action_learnability(*_episodes("unrelated"), heldout_episodes=8, config=RegressorConfig(epochs=6, hidden=64))
     assert (smooth.train_episodes, smooth.heldout_episodes) == (32, 8)
     assert smooth.off_direction_share < 0.05
     assert smooth.heldout_abs_error < 0.3 * smooth.label_abs_mean
@@ -144,9 +145,10 @@ def _reach_demos(labels: str, episodes: int = 60):
 
 def test_closed_loop_regressor_succeeds_on_expert_labels_and_fails_on_unrelated_ones():
     test_seeds = range(1000, 1020)
-    expert = closed_loop_learnability(*_reach_demos("expert"), _ReachEnv(), test_seeds, max_steps=60, epochs=150)
+    expert = closed_loop_learnability(*_reach_demos("expert"), _ReachEnv(), test_seeds, max_steps=60,
+                                      config=RegressorConfig(epochs=150))
     unrelated = closed_loop_learnability(*_reach_demos("unrelated"), _ReachEnv(), test_seeds, max_steps=60,
-                                         epochs=150)
+                                         config=RegressorConfig(epochs=150))
     assert len(expert) == 1 and expert[0].dagger_round == 0 and expert[0].episodes == 20
     assert expert[0].p2 >= 0.8 and expert[0].p1 == expert[0].p2  # the reach reward is all or nothing
     assert unrelated[0].p2 <= 0.2
@@ -155,14 +157,16 @@ def test_closed_loop_regressor_succeeds_on_expert_labels_and_fails_on_unrelated_
 def test_dagger_rounds_add_the_expert_labels_of_every_visited_state():
     obs, action = _reach_demos("unrelated", episodes=20)
     reported = []
-    results = closed_loop_learnability(obs, action, _ReachEnv(), range(1000, 1004), max_steps=30, epochs=2,
+    results = closed_loop_learnability(obs, action, _ReachEnv(), range(1000, 1004), max_steps=30,
+                                       config=RegressorConfig(epochs=2),
                                        expert=_reach_expert, dagger_rounds=2, dagger_seeds=range(2000, 2005),
                                        report=reported.append)
     assert [r.dagger_round for r in results] == [0, 1, 2] and results[0].samples == len(obs)
     assert reported == results  # each round reported as it completes
-    assert len(obs) < results[1].samples <= len(obs) + 5 * 30 < results[2].samples  # <= max_steps per episode
+    assert len(obs) < results[1].samples <= len(obs) + 5 * 30  # at most max_steps states per driven episode
+    assert results[1].samples < results[2].samples
     # what a round adds: every state the regressor visits, labelled by the expert there
-    regressor = fit_action_regressor(obs, action, epochs=1)
+    regressor = fit_action_regressor(obs, action, RegressorConfig(epochs=1))
     totals, visited, labels = _drive(regressor, _ReachEnv(), [2000, 2001], 30, expert=_reach_expert)
     assert len(totals) == 2 and len(visited) == len(labels) and len(visited) > 2
     np.testing.assert_array_equal(np.stack(labels), np.stack([_reach_expert(o) for o in visited]))

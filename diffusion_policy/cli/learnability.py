@@ -55,7 +55,7 @@ DAGGER_START_SEED = 200_000  # apart from the demonstrations' seeds (from 0) and
 
 def _closed_loop(args, obs, action, seed: int, report):
     from diffusion_policy.demos.block_pushing_expert import BlockPushExpert
-    from diffusion_policy.demos.learnability import closed_loop_learnability
+    from diffusion_policy.demos.learnability import RegressorConfig, closed_loop_learnability
     from diffusion_policy.env.block_pushing.block_pushing_multimodal import BlockPushMultimodal
 
     if args.checkpoint is not None:
@@ -75,8 +75,7 @@ def _closed_loop(args, obs, action, seed: int, report):
     return closed_loop_learnability(
         obs, action, BlockPushMultimodal(), test_seeds=range(start, start + args.n_test), max_steps=args.max_steps,
         expert=None if expert is None else expert.act, dagger_rounds=args.dagger_rounds,
-        dagger_seeds=range(DAGGER_START_SEED, DAGGER_START_SEED + args.dagger_episodes), epochs=args.epochs,
-        seed=seed, report=report)
+        dagger_seeds=range(DAGGER_START_SEED, DAGGER_START_SEED + args.dagger_episodes), config=RegressorConfig(epochs=args.epochs, seed=seed), report=report)
 
 
 def main(argv=None) -> int:
@@ -85,7 +84,7 @@ def main(argv=None) -> int:
 
     from diffusion_policy.common.checkpoint import CheckpointError, load_checkpoint
     from diffusion_policy.common.threads import set_threads
-    from diffusion_policy.demos.learnability import action_learnability, policy_agreement
+    from diffusion_policy.demos.learnability import RegressorConfig, action_learnability, policy_agreement
 
     try:
         set_threads(args.threads)
@@ -106,8 +105,8 @@ def main(argv=None) -> int:
             _closed_loop(args, obs, action, seed, report=lambda result: print(result.summary(), flush=True))
             return 0
         if args.checkpoint is None:
-            result = action_learnability(obs, action, ends, heldout_episodes=args.heldout, epochs=args.epochs,
-                                         seed=seed)
+            result = action_learnability(obs, action, ends, heldout_episodes=args.heldout,
+                                         config=RegressorConfig(epochs=args.epochs, seed=seed))
         else:
             policy, cfg = load_checkpoint(args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint)
             if cfg.get("obs_dim") != obs.shape[1] or cfg.get("action_dim") != action.shape[1]:

@@ -64,16 +64,23 @@ def _score(predicted: np.ndarray, label: np.ndarray, train_episodes: int | None,
     )
 
 
+@dataclass(frozen=True)
+class RegressorConfig:
+    """The MLP of every learnability measure: 3 hidden Mish layers, AdamW on the mean squared error."""
+
+    epochs: int = 15  # passes over the steps it is fitted on
+    hidden: int = 512
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    seed: int = 0  # initialisation and batch order
+
+
 def action_learnability(
     obs: np.ndarray,  # (N, Do): every step of every episode, in episode order
     action: np.ndarray,  # (N, Da)
     episode_ends: np.ndarray,  # (E,): exclusive end index of each episode
     heldout_episodes: int = 25,
-    epochs: int = 15,
-    hidden: int = 512,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
+    config: RegressorConfig = RegressorConfig(),
 ) -> LearnabilityResult:
     obs, action = np.asarray(obs, np.float32), np.asarray(action, np.float32)
     episode_ends = np.asarray(episode_ends, np.int64)
@@ -83,8 +90,7 @@ def action_learnability(
     if action.shape[1] < 2:
         raise ValueError("the off-direction share needs actions of at least 2 dimensions")
     split = _split_step(episode_ends, heldout_episodes)
-    regressor = fit_action_regressor(obs[:split], action[:split], epochs=epochs, hidden=hidden,
-                                     batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    regressor = fit_action_regressor(obs[:split], action[:split], config)
     predicted = regressor.predict(obs[split:])  # (M, Da)
     return _score(predicted, action[split:], len(episode_ends) - heldout_episodes, heldout_episodes)
 
@@ -112,27 +118,23 @@ class ActionRegressor:
 def fit_action_regressor(
     obs: np.ndarray,  # (N, Do)
     action: np.ndarray,  # (N, Da)
-    epochs: int = 15,
-    hidden: int = 512,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
+    config: RegressorConfig = RegressorConfig(),
 ) -> ActionRegressor:
     obs, action = np.asarray(obs, np.float32), np.asarray(action, np.float32)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
     net = torch.nn.Sequential(
-        torch.nn.Linear(obs.shape[1], hidden), torch.nn.Mish(),
-        torch.nn.Linear(hidden, hidden), torch.nn.Mish(),
-        torch.nn.Linear(hidden, hidden), torch.nn.Mish(),
-        torch.nn.Linear(hidden, action.shape[1]),
+        torch.nn.Linear(obs.shape[1], config.hidden), torch.nn.Mish(),
+        torch.nn.Linear(config.hidden, config.hidden), torch.nn.Mish(),
+        torch.nn.Linear(config.hidden, config.hidden), torch.nn.Mish(),
+        torch.nn.Linear(config.hidden, action.shape[1]),
     )  # fmt: skip
     regressor = ActionRegressor(net, obs.min(0), obs.max(0), action.mean(0), np.maximum(action.std(0), 1e-9))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate)
     x = regressor.scale(obs)
     y = torch.from_numpy((action - regressor.action_mean) / regressor.action_std)
-    for _ in tqdm(range(epochs), desc="fitting actions", leave=False):
-        for batch in torch.randperm(len(obs), generator=generator).split(batch_size):
+    for _ in tqdm(range(config.epochs), desc="fitting actions", leave=False):
+        for batch in torch.randperm(len(obs), generator=generator).split(config.batch_size):
             loss = torch.nn.functional.mse_loss(net(x[batch]), y[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -182,8 +184,7 @@ def closed_loop_learnability(
     expert: Callable[[np.ndarray], np.ndarray] | None = None,  # labels visited states; needed for DAgger
     dagger_rounds: int = 0,
     dagger_seeds: Sequence[int] = (),  # the env seeds each DAgger round drives (then labels)
-    epochs: int = 15,
-    seed: int = 0,
+    config: RegressorConfig = RegressorConfig(),
     report: Callable[[ClosedLoopResult], None] | None = None,  # called with each round's result as it comes
 ) -> list[ClosedLoopResult]:
     """Fit on every step, drive the test episodes; then per DAgger round drive `dagger_seeds`, add the
@@ -193,7 +194,7 @@ def closed_loop_learnability(
     obs, action = np.asarray(obs, np.float32), np.asarray(action, np.float32)
     results = []
     for dagger_round in range(dagger_rounds + 1):
-        regressor = fit_action_regressor(obs, action, epochs=epochs, seed=seed)
+        regressor = fit_action_regressor(obs, action, config)
         totals, _, _ = _drive(regressor, env, test_seeds, max_steps, expert=None)
         totals = np.asarray(totals)
         results.append(ClosedLoopResult(dagger_round, len(obs), len(totals), float((totals > 0.4).mean()),
