@@ -15,6 +15,7 @@ import os
 import sys
 
 from diffusion_policy.cli import flags
+from diffusion_policy.demos.block_pushing_expert import BlockPushExpert
 from diffusion_policy.demos.generate import DEFAULT_OUTPUTS, TASKS, generate_demos
 
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="episode step limit (default: lift 200, can 400, square 400, pusht 300, block_pushing 350)",
     )
-    p.add_argument("--expert_style", choices=("random", "nominal", "memoryless", "smooth"), default="random",
+    p.add_argument("--expert_style", choices=BlockPushExpert.STYLES, default="random",
                    help="block_pushing: draw the expert's speeds and distances per episode, use one fixed style, "
                         "the fixed style with every decision read from the current observation, or that with a "
                         "velocity field continuous in the observation instead of switches")

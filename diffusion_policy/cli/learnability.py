@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from diffusion_policy.cli import flags
+from diffusion_policy.demos.block_pushing_expert import BlockPushExpert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dagger_rounds", type=int, default=0,
                    help="with --n_test: DAgger rounds, each labelling the MLP's visited states with --expert_style")
     p.add_argument("--dagger_episodes", type=int, default=60, help="episodes the MLP drives per DAgger round (default 60)")
-    p.add_argument("--expert_style", choices=("memoryless", "smooth"), default=None,
+    p.add_argument("--expert_style", choices=BlockPushExpert.OBSERVATION_ONLY_STYLES, default=None,
                    help="the block pushing expert that labels DAgger states (its action is a function of the observation)")
     flags.add_seed_flag(p, "initialisation and batch order seed (with -c: the drawn steps and the sampling noise)")
     flags.add_device_flags(p)
@@ -54,7 +55,6 @@ DAGGER_START_SEED = 200_000  # apart from the demonstrations' seeds (from 0) and
 
 
 def _closed_loop(args, obs, action, seed: int, report):
-    from diffusion_policy.demos.block_pushing_expert import BlockPushExpert
     from diffusion_policy.demos.learnability import RegressorConfig, closed_loop_learnability
     from diffusion_policy.env.block_pushing.block_pushing_multimodal import BlockPushMultimodal
 

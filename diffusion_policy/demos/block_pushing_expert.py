@@ -58,6 +58,14 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-9)
 
 
+def _push_frame(effector, block, target) -> tuple[np.ndarray, float, float]:
+    """The push direction (unit, block -> target) and the pusher's place on the push line: `along` it
+    (< 0: behind the block) and `lateral` to it (> 0: left of it)."""
+    direction = _unit(target - block)
+    relative = effector - block
+    return direction, float(relative @ direction), float(relative @ np.array([-direction[1], direction[0]]))
+
+
 def _distance_to_segment(point, start, end) -> float:
     segment = end - start
     t = np.clip(np.dot(point - start, segment) / max(np.dot(segment, segment), 1e-12), 0.0, 1.0)
@@ -97,7 +105,8 @@ class BlockPushExpert(ScriptedExpert):
     """`act(obs (16,)) -> action (2,)`; call `reset()` at the start of every episode."""
 
     style_class = BlockPushStyle
-    STYLES = ("random", "nominal", "memoryless", "smooth")
+    OBSERVATION_ONLY_STYLES = ("memoryless", "smooth")  # the action is a function of the observation alone
+    STYLES = ("random", "nominal", *OBSERVATION_ONLY_STYLES)
 
     def __init__(self, rng: np.random.Generator | None = None, style: str = "random"):
         if style not in self.STYLES:
@@ -107,7 +116,7 @@ class BlockPushExpert(ScriptedExpert):
 
     def reset(self, rng: np.random.Generator | None = None) -> None:
         super().reset(rng)  # draws a random style (keeps the generator's stream the same for both kinds)
-        if self.style_kind in ("nominal", "memoryless", "smooth"):
+        if self.style_kind != "random":
             self.style = BlockPushStyle.nominal()
 
     def start_episode(self) -> None:
@@ -161,7 +170,7 @@ class BlockPushExpert(ScriptedExpert):
             total, position = 0.0, effector
             for block_idx, target_idx in plan:
                 block, target = obs[BLOCK_XY[block_idx]], obs[TARGET_XY[target_idx]]
-                direction = (target - block) / max(np.linalg.norm(target - block), 1e-9)
+                direction = _unit(target - block)
                 total += np.linalg.norm(block - direction * self.style.behind - position)
                 total += np.linalg.norm(target - block)
                 position = target - direction * self.style.aim_depth
@@ -173,7 +182,7 @@ class BlockPushExpert(ScriptedExpert):
     # ----- control -----
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
-        if self.style_kind in ("memoryless", "smooth"):
+        if self.style_kind in self.OBSERVATION_ONLY_STYLES:
             if self.style_kind == "memoryless":
                 desired = self._memoryless_desired_effector(obs)
             else:
@@ -210,9 +219,8 @@ class BlockPushExpert(ScriptedExpert):
         block_idx, target_idx = self.plan[self.stage]
         block, target = obs[BLOCK_XY[block_idx]], obs[TARGET_XY[target_idx]]
         effector = obs[EFFECTOR_XY]
-        to_target = target - block
-        remaining = np.linalg.norm(to_target)
-        direction = to_target / max(remaining, 1e-9)
+        remaining = np.linalg.norm(target - block)
+        direction, along, lateral = _push_frame(effector, block, target)
 
         if self.phase == "back_off":
             if np.linalg.norm(effector - self.back_off_from) > 0.05:
@@ -228,10 +236,6 @@ class BlockPushExpert(ScriptedExpert):
             self.back_off_direction = direction
             return self._desired_effector(obs)
 
-        # where the pusher is relative to the push line: along < 0 is behind the block
-        relative = effector - block
-        along = float(np.dot(relative, direction))
-        lateral = float(relative[0] * direction[1] - relative[1] * direction[0])
         if self.phase == "push" and (along > -0.015 or abs(lateral) > 0.025):
             self.phase = "approach"  # the block slipped away from the pusher: line up again
         if self.phase == "approach":
@@ -240,8 +244,12 @@ class BlockPushExpert(ScriptedExpert):
                 self.phase = "push"
             else:
                 return self._step_toward(effector, self._next_waypoint(obs, effector, behind), style.transit_speed)
-        aim = block - direction * style.aim_depth
-        return self._step_toward(effector, aim + direction * style.push_speed * 2, style.push_speed)
+        return self._push_step(effector, block, direction)
+
+    def _push_step(self, effector, block, direction) -> np.ndarray:
+        """Toward a point `aim_depth` behind the block's centre plus two pushes, at push speed."""
+        aim = block - direction * self.style.aim_depth
+        return self._step_toward(effector, aim + direction * self.style.push_speed * 2, self.style.push_speed)
 
     def _delivered(self, obs: np.ndarray) -> dict[int, int]:
         """{block index: target index} of the blocks within the delivery tolerance of a target."""
@@ -266,10 +274,8 @@ class BlockPushExpert(ScriptedExpert):
             return effector  # both delivered: the episode ends
         block_idx, target_idx = self._next_push(obs, done)
         block, target = obs[BLOCK_XY[block_idx]], obs[TARGET_XY[target_idx]]
-        direction = _unit(target - block)
+        direction, along, lateral = _push_frame(effector, block, target)
         normal = np.array([-direction[1], direction[0]])
-        relative = effector - block
-        along, lateral = float(relative @ direction), float(relative @ normal)  # along < 0: behind the block
 
         # pushing: along the push direction, steered back onto the line through block and target
         push = direction * style.push_speed - normal * np.clip(lateral * LATERAL_GAIN, -0.01, 0.01)
@@ -315,16 +321,12 @@ class BlockPushExpert(ScriptedExpert):
                                          style.transit_speed)
         block_idx, target_idx = self._next_push(obs, done)
         block, target = blocks[block_idx], targets[target_idx]
-        direction = (target - block) / max(np.linalg.norm(target - block), 1e-9)
-        relative = effector - block
-        along = float(np.dot(relative, direction))
-        lateral = float(relative[0] * direction[1] - relative[1] * direction[0])
+        direction, along, lateral = _push_frame(effector, block, target)
         behind_block = -(style.behind + 0.01) < along < -0.015 and abs(lateral) < 0.02
         if not behind_block:
             behind = block - direction * style.behind
             return self._step_toward(effector, self._next_waypoint(obs, effector, behind), style.transit_speed)
-        aim = block - direction * style.aim_depth
-        return self._step_toward(effector, aim + direction * style.push_speed * 2, style.push_speed)
+        return self._push_step(effector, block, direction)
 
     def _next_waypoint(self, obs: np.ndarray, effector, goal) -> np.ndarray:
         """`goal`, or a detour point beside the first block that sits on the straight way there."""

@@ -160,7 +160,7 @@ def _drive(regressor: ActionRegressor, env, seeds: Sequence[int], max_steps: int
     """Episodes driven by the regressor; per episode the sum of its unique rewards (the block pushing
     runner's score), and, with an expert, the visited observations and the expert's actions there."""
     totals, visited, labels = [], [], []
-    for seed in seeds:
+    for seed in tqdm(seeds, desc="driving the env", leave=False):
         obs, _ = env.reset(seed=int(seed))
         rewards = set()
         for _ in range(max_steps):
